@@ -1,0 +1,17 @@
+"""Reference building blocks that later notebooks import, so each notebook stands alone.
+
+They are the library versions of earlier exercises (notebook 02's ViT, notebook 04's text
+encoder), written with torch's fast kernels. The checks never compare against them, and an
+exercise's check refuses them while the student's code runs.
+"""
+
+from course_utils.blocks.transformer import (
+    Attention,
+    PatchEmbedding,
+    TextTransformer,
+    TransformerBlock,
+    VisionTransformer,
+)
+
+__all__ = ["Attention", "PatchEmbedding", "TextTransformer", "TransformerBlock",
+           "VisionTransformer"]

@@ -1,0 +1,125 @@
+"""Make library functions unavailable while a student's code runs.
+
+An exercise such as "write conv2d with im2col" is only honest if the student's code cannot
+call ``F.conv2d`` behind the check's back. ``Forbidden`` refuses a function at three levels:
+
+1. torch's Python API (``torch.nn.functional.conv2d``, ``torch.conv2d``, ...), through a
+   ``TorchFunctionMode``: this catches every alias, ``from ... import`` included;
+2. torch's kernels (``aten::convolution``, ``aten::im2col``, ...), through a
+   ``TorchDispatchMode``: this catches ``nn.Conv2d`` and ``torch.ops.aten`` calls;
+3. other libraries' objects (``open_clip.loss.ClipLoss``), replaced while the code runs.
+
+Every refused call is recorded, so a student who catches the error still fails the check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class ForbiddenFunctionError(RuntimeError):
+    """Raised inside the student's code when it calls a forbidden function."""
+
+
+def resolve(dotted: str) -> tuple[Any, str, Any]:
+    """``"torch.nn.functional.conv2d"`` -> (the module or class, ``"conv2d"``, the object)."""
+    parts = dotted.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1], getattr(owner, parts[-1])
+    raise ValueError(f"cannot resolve {dotted!r}")
+
+
+@dataclass
+class Forbidden:
+    """Functions an exercise must not use, and what to use instead.
+
+    Args:
+        functions: dotted names of torch functions, e.g. ``"torch.nn.functional.conv2d"``.
+        aten: names of torch kernels (without ``aten::``), e.g. ``"convolution"``.
+        attributes: dotted names of other libraries' objects, e.g. ``"open_clip.loss.ClipLoss"``.
+        allowed: a sentence telling the student what they may use instead.
+    """
+
+    functions: Sequence[str] = ()
+    aten: Sequence[str] = ()
+    attributes: Sequence[str] = ()
+    allowed: str = ""
+    violations: list[str] = field(default_factory=list, init=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.functions or self.aten or self.attributes)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Forbidden]:
+        """Refuse the forbidden functions inside the ``with`` block; record every attempt."""
+        self.violations = []
+        refused = {}
+        for dotted in self.functions:
+            with contextlib.suppress(ValueError, AttributeError):
+                refused[id(resolve(dotted)[2])] = dotted
+        with contextlib.ExitStack() as stack:
+            for dotted in self.attributes:
+                with contextlib.suppress(ValueError, AttributeError):
+                    owner, name, original = resolve(dotted)
+                    stack.enter_context(_replaced(owner, name, self._stub(dotted)))
+            if refused:
+                stack.enter_context(_RefuseFunctions(self, refused))
+            if self.aten:
+                stack.enter_context(_RefuseKernels(self, frozenset(self.aten)))
+            yield self
+
+    def refuse(self, what: str) -> ForbiddenFunctionError:
+        self.violations.append(what)
+        return ForbiddenFunctionError(f"{what} is not allowed in this exercise. {self.allowed}")
+
+    def _stub(self, dotted: str):
+        def stub(*args, **kwargs):
+            raise self.refuse(dotted)
+
+        return stub
+
+
+@contextlib.contextmanager
+def _replaced(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+class _RefuseFunctions(TorchFunctionMode):
+    def __init__(self, forbidden: Forbidden, refused: dict[int, str]):
+        super().__init__()
+        self.forbidden, self.refused = forbidden, refused
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if id(func) in self.refused:
+            raise self.forbidden.refuse(self.refused[id(func)])
+        return func(*args, **(kwargs or {}))
+
+
+class _RefuseKernels(TorchDispatchMode):
+    def __init__(self, forbidden: Forbidden, names: frozenset[str]):
+        super().__init__()
+        self.forbidden, self.names = forbidden, names
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.names:
+            raise self.forbidden.refuse(f"torch's {name} kernel (aten::{name})")
+        return func(*args, **(kwargs or {}))

@@ -1,0 +1,152 @@
+"""``python -m course_utils doctor``: is this installation ready for the course?
+
+Each check prints one line, ``ok`` or ``FAIL`` with the reason and what to do; the command
+exits 1 when any required check fails. It imports nothing heavy before it has checked that
+it can, so a missing torch is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+#: (import name, distribution name, what the course uses it for)
+PACKAGES = [
+    ("torch", "torch", "every notebook"),
+    ("torchvision", "torchvision", "references for the image exercises"),
+    ("numpy", "numpy", "the Shapes world"),
+    ("matplotlib", "matplotlib", "every picture"),
+    ("tqdm", "tqdm", "progress bars"),
+    ("open_clip", "open_clip_torch", "references of notebooks 03 and 04"),
+    ("diffusers", "diffusers", "references of notebook 06"),
+    ("nbgrader", "nbgrader", "validating and grading"),
+    ("jupytext", "jupytext", "building the notebooks from their sources"),
+]
+
+INSTALL_HINT = 'reinstall the course: pip install -e ".[dev]" (see README.md, Quick start)'
+
+
+class Problem(Exception):
+    """A failed check: the message says what is wrong and what to do."""
+
+
+def check_python() -> str:
+    if sys.version_info < (3, 10):  # noqa: UP036 (an old Python can still run this file)
+        raise Problem(f"Python {platform.python_version()} is too old: the course needs 3.10+")
+    return f"Python {platform.python_version()} ({sys.executable})"
+
+
+def check_package(module: str, distribution: str, purpose: str) -> Callable[[], str]:
+    def check() -> str:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise Problem(f"cannot import {module} ({error}); it is needed for {purpose}: "
+                          f"{INSTALL_HINT}") from None
+        try:
+            return f"{distribution} {metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            return f"{distribution} (version unknown)"
+
+    return check
+
+
+def check_device() -> str:
+    import torch
+
+    from course_utils.device import get_device
+
+    device = get_device()
+    details = f"{torch.get_num_threads()} CPU threads"
+    if device.type == "cuda":
+        details = torch.cuda.get_device_name(device)
+    return f"device {device} ({details})"
+
+
+def check_data() -> str:
+    from course_utils import data
+
+    start = time.perf_counter()
+    scenes = data.generate_scenes(200, seed=0)
+    images = data.render_scenes(scenes, image_size=32)
+    captions = data.caption_scenes(scenes, seed=0)
+    seconds = time.perf_counter() - start
+    if images.shape != (200, 32, 32, 3) or len(captions) != 200:
+        raise Problem(f"the Shapes world made images {images.shape} and {len(captions)} captions")
+    return f"Shapes world: 200 scenes with captions in {seconds:.2f} s"
+
+
+def check_training() -> str:
+    """A tiny forward/backward pass on the best device: does autograd work end to end?"""
+    import torch
+    from torch import nn
+
+    from course_utils import data
+    from course_utils.device import get_device, seed_everything
+
+    seed_everything(0)
+    device = get_device()
+    dataset = data.ShapesClassification("train", size=64, seed=0, hold_out=False)
+    images, labels = dataset.images.to(device), dataset.labels.to(device)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, len(data.CLASSES))).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    if not all(map(torch.isfinite, map(torch.tensor, losses))):
+        raise Problem(f"the training step gave non-finite losses {losses}")
+    return f"forward/backward on {device}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def check_grading_tools() -> str:
+    """nbgrader runs `alembic` by name when it creates a gradebook (instructors only)."""
+    alembic = shutil.which("alembic")
+    beside = Path(sys.executable).parent / "alembic"
+    if alembic is None:
+        where = f" (it is at {beside}: activate the environment)" if beside.exists() else ""
+        raise Problem(f"`alembic` is not on PATH{where}; nbgrader needs it to grade")
+    return f"alembic on PATH ({alembic})"
+
+
+CHECKS: list[tuple[str, Callable[[], str], bool]] = [
+    ("python", check_python, True),
+    *[(module, check_package(module, dist, why), True) for module, dist, why in PACKAGES],
+    ("device", check_device, True),
+    ("data", check_data, True),
+    ("training", check_training, True),
+    ("grading", check_grading_tools, False),  # only instructors need it: a warning
+]
+
+
+def main() -> int:
+    """Run every check; print one line each; 0 when all required checks pass."""
+    failed = []
+    for name, check, required in CHECKS:
+        if failed and name in {"device", "data", "training"}:
+            print(f"  skip  {name}: needs the packages above")
+            continue
+        try:
+            print(f"  ok    {check()}")
+        except Problem as problem:
+            print(f"  {'FAIL' if required else 'warn'}  {name}: {problem}")
+            if required:
+                failed.append(name)
+        except Exception as error:  # an unexpected failure is still a readable failure
+            print(f"  FAIL  {name}: {type(error).__name__}: {error}")
+            failed.append(name)
+    if failed:
+        print(f"\n{len(failed)} check(s) failed: {', '.join(failed)}. {INSTALL_HINT}")
+        return 1
+    print("\nAll good: open the course with `jupyter lab notebooks/`.")
+    return 0

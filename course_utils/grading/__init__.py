@@ -1,0 +1,1 @@
+"""Grading with nbgrader: course folders, submissions, autograding, scores."""
