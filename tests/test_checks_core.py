@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.checks import Case, Check, CheckFailure, Forbidden, Mistake
+from course_utils.checks import Case, Check, CheckFailure, Forbidden, Mistake, QualityCheck
 from course_utils.checks.core import devices, pack, unpack
 
 CONV_FORBIDDEN = Forbidden(
@@ -240,3 +240,41 @@ def test_checks_run_on_every_available_device():
 def test_a_cuda_input_needs_a_cuda_output():
     with pytest.raises(CheckFailure, match="is on cpu, expected cuda"):
         conv_check(lambda x, w: im2col_conv(x, w).cpu())
+
+
+def _parity_cases(generator, hidden):
+    x = torch.randint(0, 100, (200 if hidden else 50,), generator=generator)
+    return [Case("held-out numbers", {"x": x}, private={"labels": x % 2})]
+
+
+parity = QualityCheck(
+    exercise="parity accuracy",
+    cases=_parity_cases,
+    run=lambda model, case: {"output": model(case.inputs["x"])},
+    score=lambda case, out: {"accuracy": (out["output"] == case.private["labels"])
+                             .float().mean().item()},
+    thresholds={"accuracy": 0.9},
+    hint="train longer",
+)
+
+
+def test_a_quality_check_scores_the_model_on_its_own_data(capsys):
+    parity(lambda x: x % 2)
+    parity(lambda x: x % 2, seed=3, hidden=True)
+    assert "✓ accuracy: 100.0 % (at least 90.0 %)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model, reason", [
+    (lambda x: torch.zeros_like(x), "needs at least 90.0 %"),
+    (lambda x: x[:3], "cannot be scored"),  # outputs of the wrong length
+    (lambda x: 1 / 0, "your model raised ZeroDivisionError"),
+])
+def test_a_quality_check_fails_a_bad_model(model, reason):
+    with pytest.raises(CheckFailure, match=reason):
+        parity(model)
+
+
+def test_a_quality_check_never_shows_the_answers_to_the_model():
+    seen = []
+    parity(lambda x: seen.append(x) or x % 2)
+    assert all(not isinstance(s, dict) for s in seen)

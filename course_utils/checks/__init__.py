@@ -6,11 +6,21 @@ student's code with a reference over seeded cases on every available device and 
 ``CheckFailure`` with a hint on the first problem (see ``core`` for how).
 """
 
-from course_utils.checks.core import Case, Check, Mistake, Outputs, at_least, devices, run_function
+from course_utils.checks.core import (
+    Case,
+    Check,
+    Mistake,
+    Outputs,
+    QualityCheck,
+    at_least,
+    devices,
+    run_function,
+)
 from course_utils.checks.failure import CheckFailure
 from course_utils.checks.forbid import Forbidden, ForbiddenFunctionError
 
 __all__ = [
-    "Case", "Check", "CheckFailure", "Forbidden", "ForbiddenFunctionError", "Mistake", "at_least",
+    "Case", "Check", "CheckFailure", "Forbidden", "ForbiddenFunctionError", "Mistake",
+    "QualityCheck", "at_least",
     "Outputs", "devices", "run_function",
 ]

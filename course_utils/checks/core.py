@@ -60,6 +60,8 @@ class Case:
             random upstream gradient through every floating-point output).
         raises: an exception type the call must raise (a bad shape -> ``ValueError``).
         tolerance: (rtol, atol) overriding the dtype's default.
+        private: data the trusted side keeps to itself (e.g. the true labels of a quality
+            check's held-out images); never passed to the student's code.
     """
 
     name: str
@@ -68,6 +70,7 @@ class Case:
     grad: Sequence[str] = ()
     raises: type[BaseException] | None = None
     tolerance: tuple[float, float] | None = None
+    private: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> Case:
         """The same case with its tensors on ``device`` (named in the case's description)."""
@@ -430,6 +433,70 @@ class _Opaque:
 
 
 # --- thresholds on trained models -------------------------------------------------------------
+
+
+@dataclass
+class QualityCheck:
+    """A graded threshold on a trained model, measured on held-out data the check makes itself.
+
+    The notebook's own numbers are for people; the grade comes from here, data in, data out:
+    the check generates held-out inputs from its seed (``cases``; the answers stay in
+    ``case.private``), the student's trained model produces outputs (``run``, the only step
+    that runs student code), and the trusted side scores them (``score``) against
+    ``thresholds``. A model cannot be graded on a number it reports about itself.
+
+    Args:
+        exercise: what is graded ("SmallCNN held-out accuracy").
+        cases: ``cases(generator, hidden) -> list[Case]``: held-out inputs, answers private.
+        run: ``run(model, case) -> Outputs``, e.g. ``{"output": logits}``; it must move the
+            inputs to the model's device itself.
+        score: ``score(case, outputs) -> {name: value}``, every figure worth showing.
+        thresholds: the minimum of each graded figure, by name (fractions for "%").
+        hint: what usually goes wrong when a model falls short.
+    """
+
+    exercise: str
+    cases: Callable[[torch.Generator, bool], list[Case]]
+    run: Callable[[Any, Case], Outputs]
+    score: Callable[[Case, Outputs], dict[str, float]]
+    thresholds: dict[str, float]
+    hint: str | None = None
+    unit: str = "%"
+    forbidden: Forbidden = field(default_factory=Forbidden)
+
+    def __call__(self, model: Any, *, seed: int = 0, hidden: bool = False) -> None:
+        """Score ``model``; raise CheckFailure if a graded figure is below its threshold.
+
+        Returns None to the notebook (a number would read as partial credit to nbgrader);
+        the figures are printed and reported with ``report_metric``.
+        """
+        from course_utils.metrics import report_metric
+
+        figures: dict[str, float] = {}
+        with quiet():
+            for case in self.cases(torch.Generator().manual_seed(seed), hidden):
+                outputs = self.run_student(model, case)
+                try:
+                    figures.update(self.score(case, outputs))
+                except Exception as error:  # outputs of the wrong shape or type
+                    raise CheckFailure(self.exercise, f"the model's outputs cannot be scored "
+                                                      f"({type(error).__name__}: {error})",
+                                       case.name) from None
+        for name, minimum in self.thresholds.items():
+            at_least(name, figures.get(name, math.nan), minimum, self.hint, self.unit)
+        for name, value in figures.items():
+            report_metric(name, value, self.unit)
+        return None
+
+    def run_student(self, model: Any, case: Case) -> Outputs:
+        try:
+            with torch.no_grad(), self.forbidden.active():
+                return self.run(model, case)
+        except NotImplementedError as error:
+            raise CheckFailure(self.exercise, "the model is not implemented yet") from error
+        except Exception as error:
+            raise CheckFailure(self.exercise, f"your model raised {type(error).__name__}: "
+                                              f"{error}", case.name) from error
 
 
 def at_least(name: str, value: float, minimum: float, hint: str | None = None,
