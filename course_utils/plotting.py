@@ -162,10 +162,10 @@ def show_attention(images, attention, titles: Sequence[str] | None = None, ncols
     attention = torch.as_tensor(attention).detach().float().cpu()
     batch, n = attention.shape
     height, width = images.shape[-2:]
-    side = math.isqrt(n * height // width)
-    rows, cols = side, n // side
-    if rows * cols != n:
+    patch = math.isqrt(height * width // n)  # P, from N = (H/P)·(W/P)
+    if patch * patch * n != height * width or height % patch or width % patch:
         raise ValueError(f"{n} patches do not tile a {height}×{width} image")
+    rows, cols = height // patch, width // patch
     fig, axes = _grid(batch, ncols, size)
     for b, ax in zip(range(batch), axes, strict=False):
         heat = attention[b].reshape(rows, cols).numpy()  # (H/P, W/P)

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 matplotlib.use("Agg")  # pictures are drawn, never shown
-torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+
+# Under pytest-xdist, share the cores between the workers (and the notebook kernels they
+# start, which inherit OMP_NUM_THREADS) instead of oversubscribing them.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_threads = max(1, (os.cpu_count() or 1) // _workers)
+os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
+torch.set_num_threads(_threads)
 
 
 def pytest_collection_modifyitems(items):

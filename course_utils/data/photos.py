@@ -20,4 +20,4 @@ def load_sample_photo() -> np.ndarray:
     photo = np.asarray(mpimg.imread(path))
     if photo.dtype != np.uint8:  # some readers return floats in [0, 1]
         photo = np.clip(np.round(photo * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(photo[..., :3])
+    return np.array(photo[..., :3])  # a writable copy (imread's array may be read-only)

@@ -240,7 +240,8 @@ plt.show()
 scenes = data.generate_scenes(8, seed=0)
 images = data.render_scenes(scenes, image_size=32)  # (8, 32, 32, 3) uint8
 print(images.shape, images.dtype)
-print(scenes[0])
+for obj in scenes[0].objects:  # positions are fractions of the image: x to the right, y down
+    print(f"{obj.size:>5} {obj.colour:>6} {obj.shape:<8} at x={obj.x:.2f}, y={obj.y:.2f}")
 plotting.show_images(images, [f"{len(s.objects)} object(s)" for s in scenes], size=1.8)
 plt.show()
 

@@ -1,0 +1,211 @@
+"""course_utils' small modules: device, plotting, training, blocks, doctor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import course_utils
+from course_utils import plotting, training
+from course_utils.blocks import Attention, PatchEmbedding, TextTransformer, VisionTransformer
+
+
+def test_get_device_prefers_cuda_then_mps_then_cpu():
+    device = course_utils.get_device()
+    if torch.cuda.is_available():
+        assert device.type == "cuda"
+    else:
+        assert device.type in {"mps", "cpu"}
+
+
+def test_seed_everything_makes_runs_repeat():
+    course_utils.seed_everything(3)
+    first = (torch.rand(3), np.random.rand(3))
+    course_utils.seed_everything(3)
+    second = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    with pytest.raises(ValueError):
+        course_utils.seed_everything(-1)
+
+
+# --- plotting ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=False)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_every_picture_draws(close_figures):
+    images = torch.rand(6, 3, 16, 16)
+    figures = [
+        plotting.show_images(images, [f"image {i}" for i in range(6)], ncols=3),
+        plotting.show_images(np.zeros((2, 8, 8, 3), dtype=np.uint8)),
+        plotting.show_feature_maps(torch.rand(4, 8, 8)),
+        plotting.show_patch_grid(images[0], 4),
+        plotting.show_heatmap(torch.rand(3, 4), ["a", "b", "c"], list("wxyz"), title="sim"),
+        plotting.show_attention(images[:2], torch.rand(2, 16)),
+        plotting.plot_losses({"train": list(np.linspace(2, 0.1, 50))}, smooth=5),
+    ]
+    assert all(len(fig.axes) > 0 for fig in figures)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: plotting.show_images(torch.rand(2, 3, 8, 8), ["only one title"]),
+    lambda: plotting.show_feature_maps(torch.rand(8, 8)),
+    lambda: plotting.show_patch_grid(torch.rand(3, 10, 10), 4),
+    lambda: plotting.show_heatmap(torch.rand(2, 2, 2)),
+    lambda: plotting.show_attention(torch.rand(1, 3, 16, 16), torch.rand(1, 15)),
+    lambda: plotting.as_hwc(torch.rand(2, 2, 3, 4, 4)),
+])
+def test_pictures_refuse_bad_shapes_with_a_value_error(call, close_figures):
+    with pytest.raises(ValueError):
+        call()
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def toy_problem():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 2, generator=generator)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return x, y
+
+
+def cross_entropy(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+def fit_once():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    losses = training.train(model, cross_entropy, toy_problem(), epochs=5, batch_size=32,
+                            lr=0.1)
+    return model, losses
+
+
+def test_train_learns_and_repeats_itself():
+    model, losses = fit_once()
+    _, again = fit_once()
+    assert losses == again  # same seed, same batches, same numbers
+    assert len(losses) == 5 * 256 // 32
+    assert np.mean(losses[-8:]) < 0.5 * np.mean(losses[:8])
+    x, y = toy_problem()
+    logits = training.predict(model, x, batch_size=100)
+    assert logits.shape == (256, 2)
+    assert training.accuracy(logits, y) > 0.95
+    assert not model.training
+
+
+def test_train_and_accuracy_refuse_mismatched_inputs():
+    x, y = toy_problem()
+    with pytest.raises(ValueError, match="differ in length"):
+        training.train(torch.nn.Linear(2, 2), cross_entropy, (x, y[:10]), epochs=1,
+                       batch_size=8, lr=0.1)
+    with pytest.raises(ValueError, match="expected logits"):
+        training.accuracy(torch.zeros(3, 2), torch.zeros(4))
+
+
+def test_warmup_cosine_rises_then_decays_to_zero():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = training.warmup_cosine(optimizer, total_steps=100, warmup_steps=10)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert rates[-1] < 0.01 and all(a >= b for a, b in zip(rates[9:], rates[10:]))
+
+
+# --- blocks -----------------------------------------------------------------------------------
+
+
+def test_patch_embedding_is_a_linear_map_of_flattened_patches():
+    torch.manual_seed(0)
+    embed = PatchEmbedding(8, 4, 3, 5)
+    images = torch.rand(2, 3, 8, 8)
+    patches = images.unfold(2, 4, 4).unfold(3, 4, 4)  # (B, C, 2, 2, P, P)
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(2, 4, 48)  # (B, N, C·P·P)
+    linear = patches @ embed.proj.weight.reshape(5, 48).T + embed.proj.bias  # (B, N, D)
+    out = embed(images)
+    assert out.shape == (2, 5, 5)
+    torch.testing.assert_close(out[:, 1:], linear + embed.pos_embedding[:, 1:])
+    torch.testing.assert_close(out[:, 0], (embed.cls_token + embed.pos_embedding[:, :1])[:, 0]
+                               .expand(2, -1))
+    with pytest.raises(ValueError):
+        PatchEmbedding(10, 4, 3, 5)
+
+
+def test_attention_weights_path_equals_the_fast_path_and_respects_padding():
+    torch.manual_seed(0)
+    attention = Attention(16, 4)
+    x = torch.randn(2, 5, 16)
+    keep = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    fast = attention(x, keep)
+    slow, weights = attention(x, keep, return_weights=True)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 5))
+    assert weights[0, :, :, 3:].abs().max() == 0  # padding is never attended
+    changed = x.clone()
+    changed[0, 3:] = 100.0
+    torch.testing.assert_close(attention(changed, keep)[0, :3], fast[0, :3])
+
+
+def test_text_transformer_reads_the_end_token_and_ignores_padding():
+    torch.manual_seed(0)
+    encoder = TextTransformer(vocab_size=20, context_length=8, dim=16, depth=1, num_heads=2)
+    tokens = torch.tensor([[1, 5, 6, 2, 0, 0, 0, 0], [1, 7, 8, 9, 10, 11, 12, 2]])
+    out = encoder(tokens)
+    assert out.shape == (2, 16)
+    shorter = encoder(tokens[:1, :4])  # the same text without its padding
+    torch.testing.assert_close(out[:1], shorter)
+
+
+def test_vision_transformer_logits_features_and_attention_maps():
+    model = VisionTransformer(image_size=16, patch_size=4, dim=32, depth=2, num_heads=4,
+                              num_classes=15)
+    images = torch.rand(3, 3, 16, 16)
+    assert model(images).shape == (3, 15)
+    maps = model.attention_maps(images)
+    assert len(maps) == 2 and maps[0].shape == (3, 4, 17, 17)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(3, 4, 17))
+    assert VisionTransformer(image_size=16, patch_size=4, dim=32)(images).shape == (3, 32)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def run_doctor(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course_utils", "doctor"], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_doctor_passes_on_a_working_install():
+    result = run_doctor(dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All good" in result.stdout
+    assert "forward/backward on" in result.stdout and "Shapes world" in result.stdout
+
+
+def test_doctor_fails_readably_without_torch(tmp_path):
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(textwrap.dedent("""
+        raise ImportError("No module named 'torch' (hidden by the test)")
+    """))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = run_doctor(env)
+    assert result.returncode == 1
+    assert "FAIL  torch: cannot import torch" in result.stdout
+    assert 'pip install -e ".[dev]"' in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
