@@ -134,7 +134,7 @@ WRONG_OUTPUTS = {
     "a detached output": (lambda x, w: im2col_conv(x, w).detach(), "no gradient reached `x`"),
     "a wrong gradient": (lambda x, w: im2col_conv(x, w.detach()) + 0 * w.sum(),
                          "grad[weight] has the right shape but wrong values"),
-    "a tuple": (lambda x, w: (im2col_conv(x, w), x), "returned a tuple of 2 values"),
+    "a tuple": (lambda x, w: (im2col_conv(x, w), x), "returned a tuple or list of 2 values"),
     "None": (lambda x, w: None, "should be a torch.Tensor"),
 }
 

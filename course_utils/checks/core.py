@@ -248,7 +248,7 @@ def first_difference(actual: Outputs, expected: Outputs,
     backward = [k for k in expected if k.startswith("grad[")]
     if forward == ["output"] and "output" not in actual:
         n = len([k for k in actual if not k.startswith("grad[")])
-        return f"it returned a tuple of {n} values; expected a single value"
+        return f"it returned a tuple or list of {n} values; expected a single value"
     if "output" in actual and "output" not in expected:
         n = len(forward)
         return f"it returned {describe(actual['output'])}; expected a tuple of {n} values"
@@ -353,10 +353,16 @@ class Check:
         """Step 4 (trusted): raise CheckFailure naming the case, the problem and a hint."""
         problem = first_difference(actual, expected, case.tolerance or self.tolerance)
         if problem:
-            raise CheckFailure(self.exercise, problem, case.name, self.hint(case, actual))
+            hint = self.hint(case, actual, expected)
+            raise CheckFailure(self.exercise, problem, case.name, hint)
 
-    def hint(self, case: Case, actual: Outputs) -> str | None:
-        """The hint of the first mistake whose outputs equal the student's on ``case``."""
+    def hint(self, case: Case, actual: Outputs, expected: Outputs | None = None) -> str | None:
+        """The hint of the first mistake whose outputs equal the student's on ``case``.
+
+        A mistake that gives the right outputs on this case (a "stride ignored" mistake on a
+        stride-1 case) says nothing about the student's error and is skipped.
+        """
+        tolerance = case.tolerance or self.tolerance
         for mistake in self.mistakes:
             try:
                 with quiet():
@@ -364,9 +370,13 @@ class Check:
             except Exception:  # a mistake that cannot run on this case gives no hint
                 continue
             forward = {k: v for k, v in outputs.items() if not k.startswith("grad[")}
-            tolerance = case.tolerance or self.tolerance
-            if forward and first_difference(actual, forward, tolerance) is None:
-                return mistake.hint
+            if not forward or first_difference(actual, forward, tolerance) is not None:
+                continue
+            if expected is not None:
+                right = {k: v for k, v in expected.items() if k in forward}
+                if first_difference(forward, right, tolerance) is None:
+                    continue
+            return mistake.hint
         return None
 
 
