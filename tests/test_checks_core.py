@@ -184,9 +184,14 @@ def test_expected_errors_are_checked():
             raise ValueError("expected a matrix")
         return x.t()
 
+    def student(x):
+        if x.ndim != 2:
+            raise ValueError("x must be (N, M)")
+        return x.T
+
     check = Check("transpose", reference, lambda g, hidden: [
         Case("a vector, which it must refuse", {"x": torch.ones(3)}, raises=ValueError)])
-    check(reference)
+    check(student)
     with pytest.raises(CheckFailure, match="expected it to raise ValueError.*returned normally"):
         check(lambda x: x)
     with pytest.raises(CheckFailure, match="raised IndexError"):
@@ -278,3 +283,21 @@ def test_a_quality_check_never_shows_the_answers_to_the_model():
     seen = []
     parity(lambda x: seen.append(x) or x % 2)
     assert all(not isinstance(s, dict) for s in seen)
+
+
+def test_refuses_the_checks_own_reference_and_refused_code_however_bound():
+    with pytest.raises(CheckFailure, match="the check's own reference for conv"):
+        conv_check(lambda x, w: conv_check.reference(x, w))
+
+    from course_utils.blocks import Attention as bound_early  # bound before the check runs
+
+    def uses_a_block(x):
+        return bound_early(4, 2)(x)
+
+    check = Check("attention", lambda x: x, lambda g, hidden: [
+        Case("tokens", {"x": torch.randn(1, 3, 4)})],
+        forbidden=Forbidden(code=["course_utils.blocks.transformer"]))
+    with pytest.raises(CheckFailure, match="course_utils.blocks.transformer"):
+        check(uses_a_block)
+    check(lambda x: x)
+    assert sys.gettrace() is None or "pytest" in repr(sys.gettrace())

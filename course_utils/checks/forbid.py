@@ -7,7 +7,10 @@ call ``F.conv2d`` behind the check's back. ``Forbidden`` refuses a function at t
    ``TorchFunctionMode``: this catches every alias, ``from ... import`` included;
 2. torch's kernels (``aten::convolution``, ``aten::im2col``, ...), through a
    ``TorchDispatchMode``: this catches ``nn.Conv2d`` and ``torch.ops.aten`` calls;
-3. other libraries' objects (``open_clip.loss.ClipLoss``), replaced while the code runs.
+3. other libraries' objects (``open_clip.loss.ClipLoss``), replaced while the code runs;
+4. Python code that must not run however it was reached (a check's own reference, the
+   course's reference blocks), by the code objects it executes, through ``sys.settrace``:
+   this catches names bound before the check ran (``from x import ClipLoss``).
 
 Every refused call is recorded, so a student who catches the error still fails the check.
 """
@@ -16,7 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator, Sequence
+import inspect
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,21 +56,28 @@ class Forbidden:
         functions: dotted names of torch functions, e.g. ``"torch.nn.functional.conv2d"``.
         aten: names of torch kernels (without ``aten::``), e.g. ``"convolution"``.
         attributes: dotted names of other libraries' objects, e.g. ``"open_clip.loss.ClipLoss"``.
+        code: dotted names of Python functions, classes or modules whose code must not run
+            (e.g. ``"course_utils.blocks.transformer"``), however the student reached them.
         allowed: a sentence telling the student what they may use instead.
     """
 
     functions: Sequence[str] = ()
     aten: Sequence[str] = ()
     attributes: Sequence[str] = ()
+    code: Sequence[str] = ()
     allowed: str = ""
     violations: list[str] = field(default_factory=list, init=False)
 
     def __bool__(self) -> bool:
-        return bool(self.functions or self.aten or self.attributes)
+        return bool(self.functions or self.aten or self.attributes or self.code)
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[Forbidden]:
-        """Refuse the forbidden functions inside the ``with`` block; record every attempt."""
+    def active(self, extra_code: Sequence[tuple[str, Callable]] = ()) -> Iterator[Forbidden]:
+        """Refuse the forbidden functions inside the ``with`` block; record every attempt.
+
+        ``extra_code`` adds (name, function) pairs refused like ``code``, e.g. the check's own
+        reference implementation.
+        """
         self.violations = []
         refused = {}
         for dotted in self.functions:
@@ -79,6 +92,14 @@ class Forbidden:
                 stack.enter_context(_RefuseFunctions(self, refused))
             if self.aten:
                 stack.enter_context(_RefuseKernels(self, frozenset(self.aten)))
+            codes: dict[types.CodeType, str] = {}
+            for dotted in self.code:
+                with contextlib.suppress(ValueError, AttributeError):
+                    codes.update(dict.fromkeys(code_objects(resolve(dotted)[2]), dotted))
+            for name, function in extra_code:
+                codes.update(dict.fromkeys(code_objects(function), name))
+            if codes:
+                stack.enter_context(_refuse_code(self, codes))
             yield self
 
     def refuse(self, what: str) -> ForbiddenFunctionError:
@@ -90,6 +111,49 @@ class Forbidden:
             raise self.refuse(dotted)
 
         return stub
+
+
+def code_objects(obj: Any) -> set[types.CodeType]:
+    """Every code object of a function, a class's methods, or a module's functions and
+    classes (nested functions and lambdas included)."""
+    found: set[types.CodeType] = set()
+
+    def add(code: types.CodeType) -> None:
+        found.add(code)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                add(const)
+
+    if inspect.ismodule(obj):
+        for member in vars(obj).values():
+            if getattr(member, "__module__", None) == obj.__name__:
+                found |= code_objects(member)
+    elif inspect.isclass(obj):
+        for member in vars(obj).values():
+            found |= code_objects(getattr(member, "__func__", member))
+    else:
+        code = getattr(inspect.unwrap(obj), "__code__", None) if callable(obj) else None
+        if code is not None:
+            add(code)
+    return found
+
+
+@contextlib.contextmanager
+def _refuse_code(forbidden: Forbidden, codes: dict[types.CodeType, str]) -> Iterator[None]:
+    """Refuse calls into ``codes`` for the duration (Python functions only; only "call"
+    events are traced, so the cost is one dictionary lookup per Python call)."""
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            raise forbidden.refuse(codes[frame.f_code])
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
 
 
 @contextlib.contextmanager
