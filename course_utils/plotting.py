@@ -138,10 +138,11 @@ def show_heatmap(matrix, row_labels: Sequence[str] | None = None,
     if col_labels is not None:
         ax.set_xticks(range(cols), col_labels, fontsize=8, rotation=60, ha="right")
     if annotate if annotate is not None else rows * cols <= 100:
-        middle = (np.nanmax(values) + np.nanmin(values)) / 2
         for (r, c), v in np.ndenumerate(values):
+            red, green, blue, _ = shown.cmap(shown.norm(v))  # the cell's colour
+            bright = 0.2989 * red + 0.587 * green + 0.114 * blue > 0.5  # luma, as in 00
             ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if v > middle else "white")
+                    color="black" if bright else "white")
     ax.set_xlabel(xlabel or "")
     ax.set_ylabel(ylabel or "")
     if title:

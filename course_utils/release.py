@@ -112,15 +112,15 @@ def release(root: Path, names: list[str] | None = None, quiet: bool = False) -> 
     return changed
 
 
-def stale(root: Path) -> list[str]:
-    """Committed notebooks that differ from what their sources make (built in a temporary
-    copy; nothing in ``root`` changes)."""
+def stale(root: Path, names: list[str] | None = None) -> list[str]:
+    """Committed notebooks of ``names`` (default: all) that differ from what their sources
+    make (built in a temporary copy; nothing in ``root`` changes)."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp)
         shutil.copy2(root / "nbgrader_config.py", copy)
         shutil.copytree(root / "solutions", copy / "solutions",
                         ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
-        release(copy, quiet=True)
+        release(copy, names, quiet=True)
         problems = []
         for built in sorted(copy.glob("*/*/*.ipynb")):
             relative = built.relative_to(copy)
@@ -130,6 +130,8 @@ def stale(root: Path) -> list[str]:
             elif not filecmp.cmp(built, committed, shallow=False):
                 problems.append(f"{relative} is stale")
         for committed in sorted(root.glob("notebooks/*/*.ipynb")):
+            if names and committed.parent.name not in names:
+                continue
             if not (copy / committed.relative_to(root)).exists():
                 problems.append(f"{committed.relative_to(root)} has no source")
         return problems
