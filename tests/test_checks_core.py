@@ -301,3 +301,21 @@ def test_refuses_the_checks_own_reference_and_refused_code_however_bound():
         check(uses_a_block)
     check(lambda x: x)
     assert sys.gettrace() is None or "pytest" in repr(sys.gettrace())
+
+
+def test_a_quality_check_refuses_forbidden_calls_even_when_caught():
+    check = QualityCheck(
+        exercise="parity accuracy", cases=_parity_cases,
+        run=lambda model, case: {"output": model(case.inputs["x"])},
+        score=lambda case, out: {"accuracy": 1.0}, thresholds={"accuracy": 0.9},
+        forbidden=Forbidden(functions=["torch.nn.functional.conv2d"]))
+
+    def sneaky(x):
+        try:
+            F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 1, 1))
+        except Exception:
+            pass
+        return x % 2
+
+    with pytest.raises(CheckFailure, match="the model called torch.nn.functional.conv2d"):
+        check(sneaky)

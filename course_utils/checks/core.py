@@ -502,12 +502,22 @@ class QualityCheck:
     def run_student(self, model: Any, case: Case) -> Outputs:
         try:
             with torch.no_grad(), self.forbidden.active():
-                return self.run(model, case)
+                outputs = self.run(model, case)
         except NotImplementedError as error:
             raise CheckFailure(self.exercise, "the model is not implemented yet") from error
         except Exception as error:
+            if self.forbidden.violations:
+                raise self.forbidden_failure(case) from None
             raise CheckFailure(self.exercise, f"your model raised {type(error).__name__}: "
                                               f"{error}", case.name) from error
+        if self.forbidden.violations:  # refused, even though the model caught the error
+            raise self.forbidden_failure(case)
+        return outputs
+
+    def forbidden_failure(self, case: Case) -> CheckFailure:
+        used = ", ".join(sorted(set(self.forbidden.violations)))
+        return CheckFailure(self.exercise, f"the model called {used}, which it must not use "
+                                           f"here. {self.forbidden.allowed}".strip(), case.name)
 
 
 def at_least(name: str, value: float, minimum: float, hint: str | None = None,

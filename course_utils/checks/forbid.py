@@ -82,7 +82,7 @@ class Forbidden:
         refused = {}
         for dotted in self.functions:
             with contextlib.suppress(ValueError, AttributeError):
-                refused[id(resolve(dotted)[2])] = dotted
+                refused.setdefault(id(resolve(dotted)[2]), dotted)  # aliases: the first name
         with contextlib.ExitStack() as stack:
             for dotted in self.attributes:
                 with contextlib.suppress(ValueError, AttributeError):
