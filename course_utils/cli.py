@@ -3,6 +3,7 @@
     release [NAME ...] [--check]   rebuild solutions/*.ipynb and notebooks/ from the sources
     doctor                         is this installation ready for the course?
     benchmark [NAME ...]           time, memory and quality of every solution notebook
+    grade SUBMISSIONS [-a NAME]    grade students' submissions, each in a sandbox
 """
 
 from __future__ import annotations
@@ -26,6 +27,40 @@ def parser() -> argparse.ArgumentParser:
     benchmark = commands.add_parser("benchmark", help="run and measure the solution notebooks")
     benchmark.add_argument("names", nargs="*", help="assignments (default: all)")
     benchmark.add_argument("--output", type=Path, help="also write the results as JSON")
+
+    grade = commands.add_parser(
+        "grade", help="grade submissions in sandboxes (see docs/instructors.md)",
+        description="Autograde every submission, each in its own sandbox, re-check every test "
+                    "outside the student's kernel, and record the scores in nbgrader's "
+                    "gradebook. See docs/instructors.md.")
+    grade.add_argument("submissions", type=Path,
+                       help="nbgrader's submitted/<student>/<assignment>/ folder, or a flat "
+                            "folder of <student>.ipynb files")
+    grade.add_argument("-a", "--assignment", action="append", dest="assignments",
+                       metavar="NAME", help="the assignment, e.g. 00_welcome (repeatable; "
+                                            "default: every assignment found)")
+    grade.add_argument("-j", "--jobs", type=int,
+                       help="submissions graded at once (default: one per CPU core, as memory "
+                            "allows)")
+    grade.add_argument("--course", type=Path,
+                       help="the course folder (default: the repository you are in)")
+    grade.add_argument("--output", type=Path, help="where the CSV and the report go "
+                                                   "(default: COURSE/grades)")
+    grade.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                       help="per-cell limit (default: Execute.timeout of nbgrader_config.py)")
+    grade.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="per-submission limit for the notebook's run, and again for the "
+                            "re-check (default: 3600)")
+    grade.add_argument("--memory", type=float, default=6.0, metavar="GB",
+                       help="memory per submission (default: 6)")
+    grade.add_argument("--device", choices=["auto", "cpu"], default="auto",
+                       help="cpu: hide the GPUs, for scores that match a CPU-only machine")
+    grade.add_argument("--unsafe", action="store_true",
+                       help="grade without a sandbox when none is available (NOT recommended)")
+    grade.add_argument("--no-feedback", action="store_true", help="write no feedback HTML")
+    grade.add_argument("--no-preflight", action="store_true",
+                       help="do not grade the instructor's solution first")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     return main
 
 
@@ -35,13 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         from course_utils import doctor
 
         return doctor.main()
+    if args.command == "grade":
+        from course_utils.grading import batch
+
+        return batch.main(batch.Options(
+            submissions=args.submissions, assignments=args.assignments, jobs=args.jobs,
+            course=args.course, output=args.output, cell_timeout=args.cell_timeout,
+            timeout=args.timeout, memory_gb=args.memory, device=args.device,
+            unsafe=args.unsafe, feedback=not args.no_feedback,
+            preflight=not args.no_preflight, progress=not args.no_progress))
 
     from course_utils import release
 
     root = release.repository_root()
     if args.command == "release":
         if args.check:
-            problems = release.stale(root)
+            problems = release.stale(root, args.names or None)
             for problem in problems:
                 print(problem)
             if problems:

@@ -319,3 +319,10 @@ def test_a_quality_check_refuses_forbidden_calls_even_when_caught():
 
     with pytest.raises(CheckFailure, match="the model called torch.nn.functional.conv2d"):
         check(sneaky)
+
+
+def test_pack_keeps_scalars_scalar_and_carries_bfloat16():
+    outputs = {"output": torch.tensor(2.5), "output[1]": torch.ones(2, dtype=torch.bfloat16)}
+    back = unpack(*pack(outputs))
+    assert back["output"].shape == () and back["output"].item() == 2.5
+    assert back["output[1]"].dtype == torch.bfloat16

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -104,6 +103,14 @@ class TestAnatomy:
                     and c.source.startswith("## ")]
         assert headings and headings[-1].startswith("## What you built"), \
             "the last section is '## What you built ...' (mapping to real systems, reading)"
+
+    def test_the_grader_can_recheck_every_test_cell(self, name):
+        """docs/instructors.md, "Rules for notebook authors": what each test cell grades
+        comes from the set-up, read-only and exercise cells only."""
+        from course_utils.grading.plan import build
+
+        plan = build(ROOT / "solutions" / name / f"{name}.ipynb", name)
+        assert plan.problems == []
 
     def test_no_grading_mode_switches_and_no_downloads(self, name):
         source = (ROOT / "solutions" / name / f"{name}.py").read_text()

@@ -363,6 +363,8 @@ class Check:
         A mistake that gives the right outputs on this case (a "stride ignored" mistake on a
         stride-1 case) says nothing about the student's error and is skipped.
         """
+        if case.raises is not None:  # mistakes rarely validate inputs: no hint to give here
+            return None
         tolerance = case.tolerance or self.tolerance
         for mistake in self.mistakes:
             try:
@@ -405,7 +407,9 @@ def pack(outputs: Outputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if type(value) is torch.Tensor:
             meta[key] = {"tensor": True, "dtype": str(value.dtype).removeprefix("torch."),
                          "device": str(value.device), "requires_grad": value.requires_grad}
-            arrays[key] = value.detach().cpu().numpy()
+            if value.dtype == torch.bfloat16:  # NumPy has no bfloat16: float32 is exact
+                value = value.float()
+            arrays[key] = np.array(value.detach().cpu().numpy())  # 0-d stays 0-d
         elif value is None or isinstance(value, bool | int | float | str):
             meta[key] = {"tensor": False, "value": value}
         else:

@@ -83,6 +83,12 @@ class Forbidden:
         for dotted in self.functions:
             with contextlib.suppress(ValueError, AttributeError):
                 refused.setdefault(id(resolve(dotted)[2]), dotted)  # aliases: the first name
+        codes: dict[types.CodeType, str] = {}  # resolved before any attribute is replaced
+        for dotted in self.code:
+            with contextlib.suppress(ValueError, AttributeError):
+                codes.update(dict.fromkeys(code_objects(resolve(dotted)[2]), dotted))
+        for name, function in extra_code:
+            codes.update(dict.fromkeys(code_objects(function), name))
         with contextlib.ExitStack() as stack:
             for dotted in self.attributes:
                 with contextlib.suppress(ValueError, AttributeError):
@@ -92,12 +98,6 @@ class Forbidden:
                 stack.enter_context(_RefuseFunctions(self, refused))
             if self.aten:
                 stack.enter_context(_RefuseKernels(self, frozenset(self.aten)))
-            codes: dict[types.CodeType, str] = {}
-            for dotted in self.code:
-                with contextlib.suppress(ValueError, AttributeError):
-                    codes.update(dict.fromkeys(code_objects(resolve(dotted)[2]), dotted))
-            for name, function in extra_code:
-                codes.update(dict.fromkeys(code_objects(function), name))
             if codes:
                 stack.enter_context(_refuse_code(self, codes))
             yield self

@@ -1,1 +1,16 @@
-"""Grading with nbgrader: course folders, submissions, autograding, scores."""
+"""Grading with nbgrader: course folders, submissions, autograding, scores.
+
+- ``nbgrader``    drive nbgrader from Python (make_course, submit, autograde, grades)
+- ``batch``       ``python -m course_utils grade``: a class, in sandboxes, in parallel
+- ``submission``  grade one submission: restore, run, re-check, decide (reason codes)
+- ``sanitize``    read a submission safely; give it back the instructor's cells
+- ``execute``     run a notebook in a kernel inside a jail, with limits and timeouts
+- ``sandbox``     the jail: bubblewrap, resource limits, a user of its own, a watchdog
+- ``launch``      the first program run in a jail (limits, privileges, then the command)
+- ``plan``        the check calls of an assignment's test cells, and the rules they follow
+- ``recheck``     the authoritative re-check: cases and comparisons in the trusted process
+- ``runner``      the re-check's sandboxed side: the student's code on the cases, as data
+- ``exchange``    data across the sandbox's wall (JSON and .npy files, never pickles)
+
+See docs/instructors.md.
+"""

@@ -1050,12 +1050,12 @@ print(f"{sum(p.numel() for p in SmallCNN().parameters()):,} parameters")
 # shows the steps and the current loss; every run gives the same model (seeded weights and
 # order).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "data_shapes", "locked": true, "schema_version": 3, "solution": false, "task": false}
 train_set = data.ShapesClassification("train", size=3000, seed=0, hold_out=False)
 test_set = data.ShapesClassification("test", size=1500, seed=0, hold_out=False)
 print("train", tuple(train_set.images.shape), "test", tuple(test_set.images.shape))
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "train_cnn", "locked": true, "schema_version": 3, "solution": false, "task": false}
 EPOCHS, BATCH_SIZE, LEARNING_RATE = 6, 64, 3e-3
 
 torch.manual_seed(0)  # the initial weights

@@ -846,10 +846,12 @@ checks.vit_architecture(VisionTransformer, seed=2026, hidden=True)
 # it must learn them from data, which is why big ViTs need big data sets. Our world is simple
 # enough for a few thousand images.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "data_shapes", "locked": true, "schema_version": 3, "solution": false, "task": false}
 train_set = data.ShapesClassification("train", size=6000, seed=0, hold_out=False)
 test_set = data.ShapesClassification("test", size=1500, seed=0, hold_out=False)
 print("train", tuple(train_set.images.shape), " test", tuple(test_set.images.shape))
+
+# %%
 plotting.show_images(train_set.images[:10], [data.CLASSES[i] for i in train_set.labels[:10]],
                      ncols=10, size=1.3)
 plt.show()
@@ -859,7 +861,7 @@ plt.show()
 # then a cosine decay of the learning rate, with a progress bar. It takes about a minute on a
 # laptop CPU.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "train_vit", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def classification_loss(model: nn.Module, images: torch.Tensor,
                         labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(images), labels)
@@ -872,6 +874,8 @@ initial_positions = model.patch_embed.pos_embedding.detach().clone()  # for sect
 losses = training.train(model, classification_loss, [train_set.images, train_set.labels],
                         epochs=8, batch_size=64, lr=3e-3, weight_decay=0.05, device=device,
                         seed=0, desc="ViT")
+
+# %%
 plotting.plot_losses(losses, title="ViT training loss (cross-entropy)", smooth=20, log=True)
 plt.show()
 

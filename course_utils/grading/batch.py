@@ -1,0 +1,609 @@
+"""``python -m course_utils grade``: grade a class in one command.
+
+    python -m course_utils grade SUBMISSIONS [--assignment NN_name ...] [--jobs N]
+
+SUBMISSIONS is nbgrader's ``submitted/<student>/<assignment>/`` folder (the course's own or a
+copy) or a flat folder of ``<student>.ipynb`` files (an LMS export; then name one assignment).
+For each assignment the command
+
+1. registers it in the course's gradebook (``nbgrader generate_assignment`` into a scratch
+   release folder: ``notebooks/`` is not touched) and checks that its test cells follow the
+   rules the re-check needs (``plan.py``);
+2. copies the submissions into the course's ``submitted/`` folder (when they are elsewhere);
+3. grades the instructor's own solution first, as a check of this machine's set-up, while the
+   worker processes (``--jobs``) grade the submissions, each in its own sandbox
+   (``submission.py``); nothing is recorded unless the solution gets full marks;
+4. records each result in nbgrader's gradebook and ``autograded/`` folder (so formgrader can
+   show it for the written answers), writes the student's feedback HTML (``feedback/``, with
+   no hidden test in it), a CSV of scores and a JSON report of every decision;
+5. ends with a summary: graded, flagged (with reason codes), failed.
+
+The batch never stops early: a submission that crashes, hangs or lies is recorded with its
+reason codes and the next one is graded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import nbformat
+
+from course_utils.grading import plan as plans
+from course_utils.grading import submission as submissions
+from course_utils.grading.sandbox import GiB, Limits, Sandbox, SandboxUnavailable
+
+PREFLIGHT = "__solution__"
+
+
+@dataclass
+class Entry:
+    """One student's submission of one assignment, as found."""
+
+    assignment: str
+    student: str
+    notebook: Path | None  # None: the folder holds no such notebook
+    folder: Path | None  # nbgrader layout: the submission's folder
+    note: str = ""
+
+
+# --- finding the submissions ------------------------------------------------------------------
+
+_SAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def student_id(name: str) -> str:
+    """A student id usable as a folder name (an LMS's file names are not)."""
+    cleaned = _SAFE.sub("_", name).strip("._") or "student"
+    return cleaned[:100]
+
+
+def discover(root: Path, known: list[str], wanted: list[str] | None) -> tuple[list[Entry],
+                                                                            list[str]]:
+    """The submissions under ``root`` and warnings about what was skipped.
+
+    nbgrader's layout when a sub-folder of ``root`` holds a folder named like an assignment;
+    else a flat folder of ``<student>.ipynb`` (which needs exactly one assignment in ``wanted``).
+    """
+    root = Path(root)
+    warnings: list[str] = []
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    students = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                      and not p.name.startswith("."))
+    assignments = wanted or known
+    nested = any((s / a).is_dir() for s in students for a in known)
+    entries: list[Entry] = []
+    if nested:
+        for folder in students:
+            for assignment in assignments:
+                where = folder / assignment
+                if not where.is_dir() or where.is_symlink():
+                    continue
+                notebook = where / f"{assignment}.ipynb"
+                note = ""
+                if not os.path.lexists(notebook):
+                    others = sorted(p.name for p in where.glob("*.ipynb"))
+                    note = f"found {', '.join(others)} instead" if others else ""
+                entries.append(Entry(assignment, student_id(folder.name),
+                                     notebook if os.path.lexists(notebook) else None, where,
+                                     note))
+        return entries, warnings
+    files = sorted(p for p in root.iterdir() if p.name.endswith(".ipynb"))
+    if not files:
+        return [], warnings
+    if not wanted or len(wanted) != 1:
+        raise ValueError(f"{root} is a flat folder of notebooks: name its assignment with "
+                         "--assignment NN_name")
+    taken: set[str] = set()
+    for path in files:
+        student = student_id(path.name[:-len(".ipynb")])
+        base, count = student, 1
+        while student in taken:
+            count += 1
+            student = f"{base}-{count}"
+        if student != base:
+            warnings.append(f"{path.name}: another file has the same student id; "
+                            f"graded as {student}")
+        taken.add(student)
+        entries.append(Entry(wanted[0], student, path, None))
+    for other in sorted(p.name for p in root.iterdir() if p.is_file()
+                        and not p.name.endswith(".ipynb")):
+        warnings.append(f"ignored {other} (not a notebook)")
+    return entries, warnings
+
+
+# --- the course ------------------------------------------------------------------------------
+
+
+def course_assignments(course: Path) -> list[str]:
+    return sorted(p.parent.name for p in (course / "solutions").glob("*/*.ipynb")
+                  if p.stem == p.parent.name)
+
+
+def prepare_assignment(course: Path, name: str, workspace: Path) -> tuple[Path, str]:
+    """Register ``name`` in the gradebook; return its release notebook and a snapshot URL of
+    the gradebook (read by the workers while the main process writes the real one)."""
+    from course_utils.grading.nbgrader import nbgrader
+
+    release = workspace / "release"
+    nbgrader(course, "generate_assignment", name, "--force", "--log-level=WARN",
+             f"--CourseDirectory.release_directory={release}")
+    snapshot = workspace / f"gradebook-{name}.db"
+    with contextlib.closing(sqlite3.connect(course / "gradebook.db")) as live, \
+            contextlib.closing(sqlite3.connect(snapshot)) as copy:
+        live.backup(copy)
+    return release / name / f"{name}.ipynb", f"sqlite:///{snapshot}"
+
+
+def copy_submission(entry: Entry, course: Path) -> Entry:
+    """The entry as it lies in the course's ``submitted/`` folder (copied there if needed)."""
+    target = course / "submitted" / entry.student / entry.assignment
+    if entry.folder is not None and entry.folder.resolve() == target.resolve():
+        return entry
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    if entry.folder is not None:
+        for path in sorted(entry.folder.rglob("*")):
+            relative = path.relative_to(entry.folder)
+            if path.is_symlink() or relative.parts[0] == ".ipynb_checkpoints":
+                continue
+            if path.is_dir():
+                (target / relative).mkdir(parents=True, exist_ok=True)
+            elif path.is_file() and path.stat().st_size <= 64 << 20:
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target / relative)
+    notebook = None
+    if entry.notebook is not None:
+        notebook = target / f"{entry.assignment}.ipynb"
+        if entry.notebook.is_symlink() or not entry.notebook.is_file():
+            notebook = entry.notebook  # graded (and refused) where it is; never followed
+        elif not notebook.exists():
+            shutil.copyfile(entry.notebook, notebook)
+    return replace(entry, notebook=notebook, folder=target)
+
+
+def preflight_notebook(source: Path, release: Path, target: Path) -> Path:
+    """The release notebook with the instructor's solutions in its exercise cells."""
+    solutions = {plans.nbgrader_info(c).get("grade_id"): c.source
+                 for c in nbformat.read(source, as_version=4).cells
+                 if c.cell_type == "code" and plans.nbgrader_info(c).get("solution")}
+    notebook = nbformat.read(release, as_version=4)
+    for cell in notebook.cells:
+        grade_id = plans.nbgrader_info(cell).get("grade_id")
+        if cell.cell_type == "code" and grade_id in solutions:
+            cell.source = solutions[grade_id]
+    nbformat.write(notebook, target)
+    return target
+
+
+# --- recording results -------------------------------------------------------------------------
+
+
+class Recorder:
+    """Writes results into the course (gradebook, autograded/, feedback/) and the reports."""
+
+    def __init__(self, course: Path, output: Path, feedback: bool):
+        self.course, self.output, self.feedback = course, output, feedback
+        self.db_url = f"sqlite:///{course / 'gradebook.db'}"
+        self.results: dict[str, list[submissions.Result]] = {}
+        self.feedback_errors: list[str] = []
+        self._converter = None
+
+    def record(self, result: submissions.Result, entry: Entry) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # SQLAlchemy's warnings about nbgrader's sessions
+            warnings.simplefilter("ignore")
+            self._record(result, entry)
+
+    def _record(self, result: submissions.Result, entry: Entry) -> None:
+        from nbgrader.api import Gradebook
+        from nbgrader.preprocessors import SaveAutoGrades
+        from nbgrader.utils import parse_utc
+
+        assignment, student = result.assignment, result.student
+        self.results.setdefault(assignment, []).append(result)
+        timestamp = None
+        if entry.folder is not None and (entry.folder / "timestamp.txt").is_file():
+            with contextlib.suppress(Exception):
+                timestamp = parse_utc((entry.folder / "timestamp.txt").read_text()[:100].strip())
+        autograded = self.course / "autograded" / student / assignment
+        if autograded.exists():
+            shutil.rmtree(autograded)
+        with Gradebook(self.db_url) as gradebook:
+            gradebook.update_or_create_student(student)
+            kwargs = {"timestamp": timestamp} if timestamp else {}
+            gradebook.update_or_create_submission(assignment, student, **kwargs)
+        if result.notebook is not None:
+            autograded.mkdir(parents=True)
+            notebook = nbformat.reads(result.notebook, as_version=4)
+            resources = {"nbgrader": {"notebook": assignment, "assignment": assignment,
+                                      "student": student, "db_url": self.db_url}}
+            SaveAutoGrades().preprocess(notebook, resources)
+            nbformat.write(notebook, autograded / f"{assignment}.ipynb")
+        with Gradebook(self.db_url) as gradebook:
+            for grade_id, cell in result.cells.items():
+                try:
+                    grade = gradebook.find_grade(grade_id, assignment, assignment, student)
+                except Exception:  # noqa: BLE001 (a cell the gradebook does not know)
+                    continue
+                if cell.kind == "test" or result.status == "failed":
+                    grade.auto_score = cell.score if cell.score is not None else 0.0
+                    grade.needs_manual_grade = grade.manual_score is not None
+            gradebook.db.commit()
+        if self.feedback and result.notebook is not None:
+            self.write_feedback(assignment, student)
+        elif result.notebook is None:  # no stale feedback from an earlier run
+            shutil.rmtree(self.course / "feedback" / student / assignment, ignore_errors=True)
+
+    def write_feedback(self, assignment: str, student: str) -> None:
+        """nbgrader's feedback HTML (``feedback/<student>/<assignment>/``)."""
+        try:
+            converter = self.converter()
+            converter.coursedir.assignment_id = assignment
+            converter.coursedir.student_id = student
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                converter.start()
+        except Exception as error:  # noqa: BLE001 (feedback must not stop the batch)
+            self.feedback_errors.append(f"{student}: {type(error).__name__}: {error}")
+
+    def converter(self):
+        if self._converter is None:
+            from nbgrader.converters import GenerateFeedback
+            from nbgrader.coursedir import CourseDirectory
+            from traitlets.config import Config
+            from traitlets.config.loader import PyFileConfigLoader
+
+            config = PyFileConfigLoader("nbgrader_config.py", path=str(self.course)).load_config()
+            config.HTMLExporter.template_name = "feedback"
+            config.Application.log_level = "ERROR"
+            coursedir = CourseDirectory(config=config, root=str(self.course))
+            self._converter = GenerateFeedback(coursedir=coursedir, config=config)
+            self._converter.force = True
+            self._converter.update_config(Config({"GenerateFeedback": {"force": True}}))
+        return self._converter
+
+    def write_reports(self, assignment: str) -> tuple[Path, Path]:
+        """``OUTPUT/<assignment>.csv`` (scores from the gradebook, hand grades included) and
+        ``OUTPUT/<assignment>.json`` (every decision, with its reasons)."""
+        from nbgrader.api import Gradebook
+
+        self.output.mkdir(parents=True, exist_ok=True)
+        results = sorted(self.results.get(assignment, []), key=lambda r: r.student)
+        csv_path = self.output / f"{assignment}.csv"
+        json_path = self.output / f"{assignment}.json"
+        cells = list(results[0].cells) if results else []
+        for result in results:
+            cells += [c for c in result.cells if c not in cells]
+        with Gradebook(self.db_url) as gradebook, open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            maxima = {}
+            for result in results:
+                for name, cell in result.cells.items():
+                    maxima[name] = cell.max_score
+            writer.writerow(["student", "status", "reasons"] +
+                            [f"{c} ({maxima.get(c, 0):g})" for c in cells] +
+                            ["autograded", "autograded max", "total", "total max",
+                             "to grade by hand"])
+            for result in results:
+                row, auto, total, to_grade = [], 0.0, 0.0, []
+                for name in cells:
+                    try:
+                        grade = gradebook.find_grade(name, assignment, assignment,
+                                                     result.student)
+                        score, pending = grade.score, grade.needs_manual_grade
+                    except Exception:  # noqa: BLE001
+                        score, pending = None, False
+                    cell = result.cells.get(name)
+                    if pending:
+                        to_grade.append(name)
+                    row.append("" if score is None or pending else f"{score:g}")
+                    total += float(score or 0) if not pending else 0.0
+                    if cell is not None and cell.kind == "test":
+                        auto += float(score or 0)
+                writer.writerow([result.student, result.status, " ".join(result.reasons)] + row +
+                                [f"{auto:g}", f"{result.max_score:g}", f"{total:g}",
+                                 f"{sum(maxima.values()):g}", " ".join(to_grade)])
+        report = {result.student: {
+            "status": result.status, "reasons": result.reasons, "details": result.details,
+            "score": result.score, "max_score": result.max_score, "seconds": result.seconds,
+            "cells": {name: asdict(cell) for name, cell in result.cells.items()},
+        } for result in results}
+        json_path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        return csv_path, json_path
+
+
+# --- the worker pool ---------------------------------------------------------------------------
+
+
+def _init_worker(gpu: bool) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    if not gpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_jobs(jobs: list[submissions.Job], workers: int, gpu: bool, on_result) -> bool:
+    """Grade ``jobs`` in ``workers`` processes; call ``on_result(job, result)`` as each ends
+    (in the order they end). ``on_result`` returning False stops the batch: jobs not started
+    are dropped. A worker that dies takes no other submission with it: the jobs it held are
+    tried again once. Return False when stopped."""
+    todo = list(enumerate(jobs))
+    tries: Counter = Counter()
+    context = multiprocessing.get_context("spawn")
+    while todo:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
+                                 initializer=_init_worker, initargs=(gpu,)) as pool:
+            running = {pool.submit(submissions.grade, job): (index, job) for index, job in todo}
+            todo = []
+            broken = False
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, job = running.pop(future)
+                    if future.cancelled():
+                        continue
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        tries[index] += 1
+                        if tries[index] <= 1:
+                            todo.append((index, job))
+                            continue
+                        result = submissions.Result(job.assignment, job.student, "failed")
+                        result.flag("internal_error", "the grading worker died twice")
+                    except Exception as error:  # noqa: BLE001
+                        result = submissions.Result(job.assignment, job.student, "failed")
+                        result.flag("internal_error", f"{type(error).__name__}: {error}")
+                    if on_result(job, result) is False:
+                        for other in running:
+                            other.cancel()
+                        wait(running)
+                        return False
+                if broken:
+                    for future, (index, job) in running.items():
+                        future.cancel()
+                        todo.append((index, job))
+                    running = {}
+    return True
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    submissions: Path
+    assignments: list[str] | None = None
+    jobs: int | None = None
+    course: Path | None = None
+    output: Path | None = None
+    cell_timeout: float | None = None
+    timeout: float | None = None
+    memory_gb: float = 6.0
+    device: str = "auto"
+    unsafe: bool = False
+    feedback: bool = True
+    preflight: bool = True
+    progress: bool = True
+
+
+def default_jobs(memory: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 8 * GiB
+    return max(1, min(cores, int(ram // (memory + 2 * GiB))))
+
+
+def config_cell_timeout(course: Path) -> float:
+    """``Execute.timeout`` of the course's nbgrader_config.py (900 s in this course)."""
+    text = (course / "nbgrader_config.py").read_text() if (course / "nbgrader_config.py"). \
+        is_file() else ""
+    match = re.search(r"^c\.Execute\.timeout\s*=\s*(\d+)", text, re.M)
+    return float(match.group(1)) if match else 900.0
+
+
+def main(options: Options) -> int:
+    from course_utils import release
+
+    out = sys.stdout
+    course = Path(options.course).resolve() if options.course else release.repository_root()
+    known = course_assignments(course)
+    wanted = options.assignments or None
+    unknown = [a for a in wanted or [] if a not in known]
+    if unknown:
+        print(f"unknown assignment(s): {', '.join(unknown)} (the course has: "
+              f"{', '.join(known)})", file=out)
+        return 2
+    gpu = options.device != "cpu" and _has_cuda()
+    memory = int(options.memory_gb * GiB)
+    try:
+        private = [course / "solutions", course / "nbgrader_config.py", course / "gradebook.db"]
+        sandbox = Sandbox.detect(unsafe=options.unsafe, gpu=gpu, forbidden=private,
+                                 private=[course])
+    except SandboxUnavailable as error:
+        print(error, file=out)
+        return 2
+    if not sandbox.safe:
+        print("WARNING: grading WITHOUT a sandbox (--unsafe): every submission runs with your "
+              "privileges and can read or change anything you can.", file=out)
+    try:
+        entries, warnings = discover(Path(options.submissions), known, wanted)
+    except (FileNotFoundError, ValueError) as error:
+        print(error, file=out)
+        return 2
+    for warning in warnings:
+        print(f"note: {warning}", file=out)
+    if not entries:
+        print(f"no submissions found in {options.submissions}", file=out)
+        return 1
+    jobs = options.jobs or default_jobs(memory)
+    settings = submissions.Settings(
+        course=str(course), cell_timeout=options.cell_timeout or config_cell_timeout(course),
+        timeout=options.timeout or 3600.0,
+        limits=asdict(Limits(memory=memory)), threads=1, gpu=gpu, unsafe=not sandbox.safe)
+    output = Path(options.output).resolve() if options.output else course / "grades"
+    recorder = Recorder(course, output, options.feedback)
+    status = 0
+    workspace = Path(tempfile.mkdtemp(prefix="grade-"))
+    try:
+        (workspace / "jails").mkdir()
+        for assignment in sorted({e.assignment for e in entries}):
+            todo = [e for e in entries if e.assignment == assignment]
+            code = grade_assignment(course, assignment, todo, workspace, settings, jobs,
+                                    recorder, options, out)
+            status = max(status, code)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    return status
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def grade_assignment(course: Path, assignment: str, entries: list[Entry], workspace: Path,
+                     settings: submissions.Settings, workers: int, recorder: Recorder,
+                     options: Options, out) -> int:
+    source = course / "solutions" / assignment / f"{assignment}.ipynb"
+    plan = plans.build(source, assignment)
+    if plan.problems:
+        print(f"{assignment}: its test cells cannot be re-checked outside the kernel, so it "
+              "is not graded. Fix these cells (see docs/instructors.md, 'Rules for notebook "
+              "authors'):", file=out)
+        for problem in plan.problems:
+            print(f"  - {problem}", file=out)
+        return 2
+    try:
+        release, db_url = prepare_assignment(course, assignment, workspace)
+    except Exception as error:  # noqa: BLE001
+        print(f"{assignment}: could not register it in the gradebook: {error}", file=out)
+        return 2
+    extra = release.parent  # what students were given besides the notebook (never solutions/)
+    entries = [copy_submission(e, course) for e in entries]
+    first = submissions.Job(assignment, PREFLIGHT, None, None, str(source), str(release),
+                            str(extra), db_url, str(workspace), settings)
+    jobs = [replace(first, student=e.student, notebook=str(e.notebook) if e.notebook else None,
+                    folder=str(e.folder) if e.folder else None) for e in entries]
+    if options.preflight:
+        notebook = preflight_notebook(source, release, workspace / f"{assignment}-solution.ipynb")
+        jobs.insert(0, replace(first, notebook=str(notebook)))
+    by_student = {e.student: e for e in entries}
+    began = time.monotonic()
+    held: list[tuple[submissions.Result, Entry]] = []
+    state = {"ready": not options.preflight, "failed": None}
+    counts: Counter = Counter()
+    progress = _progress(len(entries), assignment, options.progress)
+
+    def on_result(job: submissions.Job, result: submissions.Result) -> None:
+        if job.student == PREFLIGHT:
+            lost = {k: c for k, c in result.cells.items()
+                    if c.kind == "test" and c.score != c.max_score}
+            if result.status != "graded" or lost:
+                state["failed"] = result
+                return False
+            state["ready"] = True
+            for held_result, held_entry in held:
+                _record(held_result, held_entry)
+            held.clear()
+            return
+        entry = by_student[job.student]
+        if not state["ready"]:
+            held.append((result, entry))
+            return
+        _record(result, entry)
+
+    def _record(result: submissions.Result, entry: Entry) -> None:
+        if entry.note:
+            result.details.append(entry.note)
+        try:
+            recorder.record(result, entry)
+        except Exception as error:  # noqa: BLE001 (one bad record must not stop the batch)
+            result.status = "failed"
+            result.flag("internal_error", f"recording failed: {type(error).__name__}: {error}")
+        counts[result.status] += 1
+        progress.update(1)
+        progress.set_postfix_str(f"flagged {counts['flagged']}, failed {counts['failed']}")
+
+    if not run_jobs(jobs, workers, settings.gpu, on_result):
+        progress.close()
+        failed = state["failed"]
+        print(f"\n{assignment}: NOT GRADED. The instructor's own solution does not get full "
+              f"marks on this machine, so the set-up is broken (nothing was recorded):",
+              file=out)
+        for reason in failed.reasons:
+            print(f"  reason: {reason}", file=out)
+        for detail in failed.details[:10]:
+            print(f"  {detail[:400]}", file=out)
+        for name, cell in failed.cells.items():
+            if cell.kind == "test" and cell.score != cell.max_score:
+                print(f"  {name}: {cell.score}/{cell.max_score} ({cell.kernel}, "
+                      f"re-check {cell.recheck}) {'; '.join(cell.messages)[:400]}", file=out)
+        return 2
+    progress.close()
+    csv_path, json_path = recorder.write_reports(assignment)
+    _summary(assignment, recorder.results.get(assignment, []), time.monotonic() - began,
+             workers, csv_path, json_path, recorder, out)
+    return 1 if any("internal_error" in r.reasons for r in recorder.results[assignment]) else 0
+
+
+def _progress(total: int, assignment: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"grading {assignment}", unit="submission",
+                disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def _summary(assignment: str, results: Iterable[submissions.Result], seconds: float,
+             workers: int, csv_path: Path, json_path: Path, recorder: Recorder, out) -> None:
+    results = sorted(results, key=lambda r: r.student)
+    by_status = Counter(r.status for r in results)
+    print(f"\n{assignment}: {len(results)} submission(s) in {seconds:.0f} s with {workers} "
+          f"job(s): {by_status['graded']} graded, {by_status['flagged']} flagged, "
+          f"{by_status['failed']} failed", file=out)
+    for status in ("flagged", "failed"):
+        reasons = Counter(reason for r in results if r.status == status for reason in r.reasons)
+        if reasons:
+            listed = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+            print(f"  {status}: {listed}", file=out)
+    for result in results:
+        if result.status != "graded":
+            print(f"    {result.student}: {result.status} ({', '.join(result.reasons)}) "
+                  f"{result.score:g}/{result.max_score:g}", file=out)
+    if recorder.feedback_errors:
+        print(f"  feedback could not be written for {len(recorder.feedback_errors)} "
+              f"student(s): {recorder.feedback_errors[0]}", file=out)
+    print(f"  scores: {csv_path}\n  report: {json_path}\n  feedback: "
+          f"{recorder.course / 'feedback'}/<student>/{assignment}/", file=out)
