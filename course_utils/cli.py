@@ -2,7 +2,7 @@
 
     release [NAME ...] [--check]   rebuild solutions/*.ipynb and notebooks/ from the sources
     doctor                         is this installation ready for the course?
-    benchmark [NAME ...]           time, memory and quality of every solution notebook
+    bench [NAME ...] [--check]     time, memory and learning figures of the solution notebooks
     grade SUBMISSIONS [-a NAME]    grade students' submissions, each in a sandbox
 """
 
@@ -24,9 +24,22 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help="check this installation")
 
-    benchmark = commands.add_parser("benchmark", help="run and measure the solution notebooks")
-    benchmark.add_argument("names", nargs="*", help="assignments (default: all)")
-    benchmark.add_argument("--output", type=Path, help="also write the results as JSON")
+    bench = commands.add_parser(
+        "bench", aliases=["benchmark"], help="run and measure the solution notebooks",
+        description="Run every solution notebook (or those named) in a fresh kernel, one at a "
+                    "time, and time the from-scratch conv2d and attention against torch's; "
+                    "print a markdown table of times, peak memory and learning figures, and "
+                    "write it as JSON. Budgets and thresholds: COURSE_SPEC §7.")
+    bench.add_argument("names", nargs="*", help="assignments, e.g. 00_welcome (default: all)")
+    bench.add_argument("--device", choices=["cpu", "cuda"],
+                       help="where the notebooks run (default: cuda if there is one, else cpu)")
+    bench.add_argument("--check", action="store_true",
+                       help="exit 1 if a budget or learning threshold is missed (a notebook "
+                            "that fails always does)")
+    bench.add_argument("--json", type=Path, metavar="PATH", dest="json_path",
+                       help="where the JSON goes (default: build/bench-DEVICE.json)")
+    bench.add_argument("--skip-micro", action="store_true",
+                       help="skip the conv2d and attention micro-benchmarks")
 
     grade = commands.add_parser(
         "grade", help="grade submissions in sandboxes (see docs/instructors.md)",
@@ -94,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         changed = release.release(root, args.names or None)
         print(f"{len(changed)} notebook(s) changed" if changed else "all notebooks up to date")
         return 0
-    if args.command == "benchmark":
-        from course_utils import benchmark
+    if args.command in ("bench", "benchmark"):
+        from course_utils.bench import command
 
-        return benchmark.main(root, args.names or None, args.output)
+        return command.main(command.Options(
+            root=root, names=args.names or None, device=args.device, check=args.check,
+            json_path=args.json_path, micro=not args.skip_micro))
     raise AssertionError(args.command)

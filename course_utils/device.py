@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import torch
+
+#: The environment variable that chooses the device instead: "cpu", "cuda" or "mps".
+#: ``python -m course_utils bench --device`` sets it for the notebooks' kernels.
+DEVICE_VARIABLE = "COURSE_DEVICE"
 
 
 def get_device() -> torch.device:
@@ -13,13 +18,27 @@ def get_device() -> torch.device:
 
     Every notebook calls this once (``device = course_utils.get_device()``) and moves its
     models and data there; all course code runs unchanged on any of the three.
+    ``COURSE_DEVICE=cpu`` (or ``cuda``, ``mps``) in the environment chooses instead.
+
+    Raises:
+        ValueError: if COURSE_DEVICE names another device.
+        RuntimeError: if COURSE_DEVICE names a device this machine does not have.
     """
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+    available = {"cuda": torch.cuda.is_available(), "mps": _mps_available(), "cpu": True}
+    requested = os.environ.get(DEVICE_VARIABLE, "").strip().lower()
+    if not requested:
+        return torch.device(next(name for name, ok in available.items() if ok))
+    if requested not in available:
+        raise ValueError(f"{DEVICE_VARIABLE}={requested!r}: expected cpu, cuda or mps")
+    if not available[requested]:
+        raise RuntimeError(f"{DEVICE_VARIABLE}={requested} but torch {torch.__version__} sees "
+                           f"no {requested} device here")
+    return torch.device(requested)
+
+
+def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return mps is not None and mps.is_available()
 
 
 def seed_everything(seed: int = 0) -> None:

@@ -615,9 +615,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On the course's reference CPU, `benchmarks/conv2d_speed.py` measured the solution's
+# On the course's reference CPU, `python -m course_utils bench` measured the solution's
 # `conv2d` at about **2×** the time of `F.conv2d` on this job (1.8× with one thread, 1.7× to
-# 3× with two on a busy shared machine; forward pass, fastest of repeated runs). Your numbers above depend on your machine;
+# 3× with two on a busy shared machine; forward pass, the median of interleaved runs). Your
+# numbers above depend on your machine;
 # on a busy one, im2col can be far slower still, because its column matrix is 7 MB of fresh
 # memory on every call. The loops are tens of thousands of times slower: Python pays its
 # overhead once per output value, im2col once per batch.
