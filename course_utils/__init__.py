@@ -8,7 +8,8 @@ Submodules (import what a notebook needs):
 - ``course_utils.training``  the small training loop the notebooks share
 - ``course_utils.blocks``    reference building blocks later notebooks import
 
-``python -m course_utils`` is the command line (``release``, ``doctor``, ``bench``, ``grade``).
+``python -m course_utils`` is the command line (``release``, ``doctor``, ``check``, ``bench``,
+``grade``).
 """
 
 from __future__ import annotations

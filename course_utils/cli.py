@@ -2,6 +2,7 @@
 
     release [NAME ...] [--check]   rebuild solutions/*.ipynb and notebooks/ from the sources
     doctor                         is this installation ready for the course?
+    check NOTEBOOK                 run your notebook and score its tests, without nbgrader
     bench [NAME ...] [--check]     time, memory and learning figures of the solution notebooks
     grade SUBMISSIONS [-a NAME]    grade students' submissions, each in a sandbox
 """
@@ -23,6 +24,16 @@ def parser() -> argparse.ArgumentParser:
                          help="change nothing; exit 1 if a committed notebook is stale")
 
     commands.add_parser("doctor", help="check this installation")
+
+    check = commands.add_parser(
+        "check", help="run a notebook and score its tests as the grader would",
+        description="Run your notebook top to bottom in a fresh kernel and print the score of "
+                    "each graded cell, by nbgrader's rule (a test cell scores its points when it "
+                    "runs without an error). Only the notebook's own tests run: hidden tests "
+                    "check the same exercises when you submit.")
+    check.add_argument("notebook", type=Path, help="e.g. notebooks/00_welcome/00_welcome.ipynb")
+    check.add_argument("--cell-timeout", type=float, default=900.0, metavar="SECONDS",
+                       help="per-cell limit (default: 900, as the grader)")
 
     bench = commands.add_parser(
         "bench", aliases=["benchmark"], help="run and measure the solution notebooks",
@@ -83,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from course_utils import doctor
 
         return doctor.main()
+    if args.command == "check":
+        from course_utils import selfcheck
+
+        return selfcheck.main(args.notebook, args.cell_timeout)
     if args.command == "grade":
         from course_utils.grading import batch
 

@@ -8,7 +8,10 @@ it can, so a missing torch is reported, not raised.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -33,7 +36,11 @@ INSTALL_HINT = 'reinstall the course: pip install -e ".[dev]" (see README.md, Qu
 
 
 class Problem(Exception):
-    """A failed check: the message says what is wrong and what to do."""
+    """A failed check: the message says what is wrong, ``advice`` (when given) what to do."""
+
+    def __init__(self, message: str, advice: str | None = None):
+        super().__init__(message)
+        self.advice = advice
 
 
 def check_python() -> str:
@@ -119,6 +126,90 @@ def check_grading_tools() -> str:
     return f"alembic on PATH ({alembic})"
 
 
+# --- where the notebooks run: Colab, or JupyterLab with nbgrader's extension ----------------
+
+#: nbgrader's JupyterLab extension (nbgrader 0.9) and the plugin that draws the Validate button.
+NBGRADER_LAB = "@jupyter/nbgrader"
+VALIDATE_PLUGIN = "@jupyter/nbgrader:validate-assignment"
+LAB_HINT = 'pip install -e ".[dev]" installs JupyterLab and nbgrader with its extensions'
+
+
+def on_colab() -> bool:
+    """Probe: does this run on Google Colab (in a notebook, or a ``!python`` cell there)?"""
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):  # no `google` package at all
+        return False
+
+
+def jupyterlab_version() -> str | None:
+    """Probe: the installed JupyterLab's version, or None."""
+    try:
+        return metadata.version("jupyterlab")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def lab_extensions() -> tuple[dict[str, str], dict[str, bool]]:
+    """Probe: the installed prebuilt JupyterLab extensions (name -> version), and the
+    ``disabledExtensions`` of JupyterLab's page config (pattern -> disabled), as
+    ``jupyter labextension list`` reads them."""
+    from jupyter_core.paths import jupyter_path
+    from jupyterlab.commands import get_federated_extensions, get_static_page_config
+
+    installed = get_federated_extensions(jupyter_path("labextensions"))
+    disabled = get_static_page_config(level="all").get("disabledExtensions", {})
+    if isinstance(disabled, list):
+        disabled = dict.fromkeys(disabled, True)
+    return {name: str(data.get("version", "?")) for name, data in installed.items()}, disabled
+
+
+def is_disabled(name: str, disabled: dict[str, bool]) -> bool:
+    """JupyterLab's rule: a pattern (a regular expression) set to true disables ``name``."""
+    return any(value is not False and (pattern == name or re.match(pattern, name))
+               for pattern, value in disabled.items())
+
+
+def check_colab() -> str:
+    if on_colab():
+        return ("on Google Colab: no JupyterLab or nbgrader's Validate button here; check "
+                "your work with Runtime > Run all (every test cell prints a ✓ line)")
+    return "not on Google Colab (a local installation)"
+
+
+def check_jupyterlab() -> str:
+    if on_colab():
+        return "JupyterLab: not used on Colab"
+    version = jupyterlab_version()
+    if version is None:
+        raise Problem("JupyterLab is not installed", f"to work locally, {LAB_HINT}")
+    if int(version.split(".")[0]) < 4:
+        raise Problem(f"JupyterLab {version} is too old for nbgrader 0.9's extension",
+                      'pip install "jupyterlab>=4"')
+    return f"JupyterLab {version}"
+
+
+def check_nbgrader_extension() -> str:
+    if on_colab() or jupyterlab_version() is None:
+        return "nbgrader's JupyterLab extension: not needed without JupyterLab"
+    try:
+        installed, disabled = lab_extensions()
+    except Exception as error:  # noqa: BLE001 (a broken JupyterLab is a problem to report)
+        raise Problem(f"cannot list JupyterLab's extensions ({type(error).__name__}: {error})",
+                      LAB_HINT) from None
+    if NBGRADER_LAB not in installed:
+        raise Problem(f"nbgrader's JupyterLab extension ({NBGRADER_LAB}) is not installed, so "
+                      "there is no Validate button",
+                      f'{LAB_HINT}; check with `jupyter labextension list`')
+    for name in (NBGRADER_LAB, VALIDATE_PLUGIN):
+        if is_disabled(name, disabled):
+            raise Problem(f"{name} is installed but disabled, so there is no Validate button",
+                          f"jupyter labextension enable {name}   (then restart JupyterLab)")
+    return f"nbgrader's JupyterLab extension {NBGRADER_LAB} {installed[NBGRADER_LAB]}, enabled"
+
+
 CHECKS: list[tuple[str, Callable[[], str], bool]] = [
     ("python", check_python, True),
     *[(module, check_package(module, dist, why), True) for module, dist, why in PACKAGES],
@@ -126,6 +217,10 @@ CHECKS: list[tuple[str, Callable[[], str], bool]] = [
     ("data", check_data, True),
     ("training", check_training, True),
     ("grading", check_grading_tools, False),  # only instructors need it: a warning
+    # Where the notebooks run: warnings, since `course_utils check` works without JupyterLab.
+    ("colab", check_colab, False),
+    ("jupyterlab", check_jupyterlab, False),
+    ("nbgrader extension", check_nbgrader_extension, False),
 ]
 
 
@@ -140,6 +235,8 @@ def main() -> int:
             print(f"  ok    {check()}")
         except Problem as problem:
             print(f"  {'FAIL' if required else 'warn'}  {name}: {problem}")
+            if problem.advice:
+                print(f"        what to do: {problem.advice}")
             if required:
                 failed.append(name)
         except Exception as error:  # an unexpected failure is still a readable failure

@@ -54,6 +54,7 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
         seed: seeds the order of the mini-batches (initial weights are the caller's).
         optimizer: overrides AdamW (then ``lr`` and ``weight_decay`` are the caller's too).
     """
+    __tracebackhide__ = True  # IPython leaves this frame out: an error is in the caller's code
     if len({len(t) for t in tensors}) != 1:
         raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
     tensors = [t.to(device) for t in tensors]
@@ -88,6 +89,7 @@ def predict(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, batch_size:
 
     ``fn`` is a model in eval mode or any function of one batch, e.g. ``model.encode_image``.
     """
+    __tracebackhide__ = True  # IPython leaves this frame out: an error is in ``fn``
     outputs = []
     for start in range(0, len(tensors[0]), batch_size):
         batch = [t[start:start + batch_size].to(device) for t in tensors]

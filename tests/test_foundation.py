@@ -195,6 +195,8 @@ def test_doctor_passes_on_a_working_install():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All good" in result.stdout
     assert "forward/backward on" in result.stdout and "Shapes world" in result.stdout
+    assert "not on Google Colab" in result.stdout and "JupyterLab 4." in result.stdout
+    assert "@jupyter/nbgrader 0.9" in result.stdout and "enabled" in result.stdout
 
 
 def test_doctor_fails_readably_without_torch(tmp_path):
@@ -209,3 +211,87 @@ def test_doctor_fails_readably_without_torch(tmp_path):
     assert "FAIL  torch: cannot import torch" in result.stdout
     assert 'pip install -e ".[dev]"' in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# --- the doctor on Colab, without JupyterLab, without nbgrader's extension (probes faked) ------
+
+
+def run_place_checks(monkeypatch, capsys, *, colab=False, lab="4.2.5",
+                     installed=None, disabled=None) -> tuple[int, str]:
+    """The doctor's Colab/JupyterLab/nbgrader checks alone, on faked probes."""
+    from course_utils import doctor
+
+    monkeypatch.setattr(doctor, "on_colab", lambda: colab)
+    monkeypatch.setattr(doctor, "jupyterlab_version", lambda: lab)
+    extensions = {"@jupyter/nbgrader": "0.9.6"} if installed is None else installed
+    monkeypatch.setattr(doctor, "lab_extensions", lambda: (extensions, disabled or {}))
+    monkeypatch.setattr(doctor, "CHECKS", [c for c in doctor.CHECKS if c[0] in
+                                           ("colab", "jupyterlab", "nbgrader extension")])
+    code = doctor.main()
+    return code, capsys.readouterr().out
+
+
+def test_doctor_reports_jupyterlab_and_the_nbgrader_extension(monkeypatch, capsys):
+    code, out = run_place_checks(monkeypatch, capsys)
+    assert code == 0 and "warn" not in out
+    assert "ok    not on Google Colab" in out and "ok    JupyterLab 4.2.5" in out
+    assert "ok    nbgrader's JupyterLab extension @jupyter/nbgrader 0.9.6, enabled" in out
+
+
+def test_doctor_advises_when_the_nbgrader_extension_is_missing(monkeypatch, capsys):
+    code, out = run_place_checks(monkeypatch, capsys, installed={})
+    assert code == 0  # a warning: `course_utils check` works without it
+    lines = out.splitlines()
+    warn = next(i for i, line in enumerate(lines) if line.startswith("  warn  nbgrader extension"))
+    assert "(@jupyter/nbgrader) is not installed, so there is no Validate button" in lines[warn]
+    assert lines[warn + 1].startswith('        what to do: pip install -e ".[dev]"')
+    assert "jupyter labextension list" in lines[warn + 1]
+
+
+@pytest.mark.parametrize("disabled", [{"@jupyter/nbgrader": True},
+                                      {"@jupyter/nbgrader:validate-assignment": True},
+                                      {"@jupyter/nbgrader:.*": True}])
+def test_doctor_advises_when_the_nbgrader_extension_is_disabled(monkeypatch, capsys, disabled):
+    code, out = run_place_checks(monkeypatch, capsys, disabled=disabled)
+    assert code == 0 and "is installed but disabled, so there is no Validate button" in out
+    assert "what to do: jupyter labextension enable @jupyter/nbgrader" in out
+
+
+def test_doctor_ignores_nbgrader_plugins_students_do_not_need(monkeypatch, capsys):
+    disabled = {"@jupyter/nbgrader:formgrader": True, "@jupyter/nbgrader:create-assignment": True,
+                "@jupyter/nbgrader:validate-assignment": False}
+    code, out = run_place_checks(monkeypatch, capsys, disabled=disabled)
+    assert code == 0 and "warn" not in out and ", enabled" in out
+
+
+def test_doctor_advises_when_jupyterlab_is_missing_or_old(monkeypatch, capsys):
+    code, out = run_place_checks(monkeypatch, capsys, lab=None)
+    assert code == 0 and "warn  jupyterlab: JupyterLab is not installed" in out
+    assert 'what to do: to work locally, pip install -e ".[dev]"' in out
+    assert "nbgrader's JupyterLab extension: not needed without JupyterLab" in out
+    code, out = run_place_checks(monkeypatch, capsys, lab="3.6.7")
+    assert "JupyterLab 3.6.7 is too old" in out and 'what to do: pip install "jupyterlab>=4"' in out
+
+
+def test_doctor_on_colab(monkeypatch, capsys):
+    code, out = run_place_checks(monkeypatch, capsys, colab=True, lab=None, installed={})
+    assert code == 0 and "warn" not in out
+    assert "ok    on Google Colab" in out and "Runtime > Run all" in out
+    assert "JupyterLab: not used on Colab" in out
+
+
+def test_doctor_probes(monkeypatch):
+    import types
+    from importlib import metadata
+
+    from course_utils import doctor
+
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    assert doctor.on_colab() is False
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert doctor.on_colab() is True
+    assert doctor.jupyterlab_version() == metadata.version("jupyterlab")
+    installed, _ = doctor.lab_extensions()
+    assert installed["@jupyter/nbgrader"] == metadata.version("nbgrader")
+    assert doctor.is_disabled("@jupyter/nbgrader:formgrader", {"@jupyter/nbgrader": True})
+    assert not doctor.is_disabled("@jupyter/nbgrader", {"@jupyter/nbgrader:formgrader": True})
