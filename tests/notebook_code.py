@@ -27,3 +27,20 @@ def solution_notebook(name: str) -> nbformat.NotebookNode:
 def load_solution(name: str) -> dict:
     """The namespace made by running the set-up, helper and exercise cells of ``name``."""
     return solutions.load_solution(ROOT, name)
+
+
+def rejects(check, implementation, *fragments: str) -> str:
+    """Run ``check`` on ``implementation``; it must fail with every fragment in its message.
+
+    Returns the message, for further assertions.
+    """
+    import pytest
+
+    from course_utils.checks.failure import CheckFailure
+
+    with pytest.raises(CheckFailure) as failure:
+        check(implementation)
+    message = str(failure.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    return message

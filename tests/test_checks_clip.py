@@ -21,7 +21,7 @@ from course_utils import data
 from course_utils.blocks import transformer as blocks
 from course_utils.checks import CheckFailure
 from course_utils.checks import clip as checks
-from tests.notebook_code import load_solution, solution_notebook
+from tests.notebook_code import load_solution, rejects, solution_notebook
 
 EXERCISES = ["tokenize", "TextTransformer", "MiniCLIP", "build_zero_shot_classifier",
              "recall_at_k"]
@@ -31,15 +31,6 @@ EXERCISES = ["tokenize", "TextTransformer", "MiniCLIP", "build_zero_shot_classif
 def solution() -> dict:
     return load_solution("04_mini_clip")
 
-
-def rejects(check, implementation, *fragments: str) -> str:
-    """Run ``check`` on ``implementation``; it must fail with every fragment in its message."""
-    with pytest.raises(CheckFailure) as failure:
-        check(implementation)
-    message = str(failure.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in:\n{message}"
-    return message
 
 
 # --- every check accepts the solution, quietly -------------------------------------------------

@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.checks import CheckFailure
 from course_utils.checks import convolution as checks
 from course_utils.checks.forbid import resolve
 from course_utils.data import ShapesClassification
-from tests.notebook_code import load_solution
+from tests.notebook_code import load_solution, rejects
 
 with contextlib.redirect_stdout(io.StringIO()):  # the set-up cell prints its versions
     SOLUTION = load_solution("01_convolution_pooling")
@@ -42,15 +41,6 @@ FUNCTION_CHECKS = {
     "sobel_edges": (checks.sobel_edges, sobel_edges),
 }
 
-
-def rejects(check, implementation, *fragments: str) -> str:
-    """Run ``check`` on ``implementation``; it must fail with every fragment in its message."""
-    with pytest.raises(CheckFailure) as failure:
-        check(implementation)
-    message = str(failure.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in:\n{message}"
-    return message
 
 
 # --- the solution passes, quietly -------------------------------------------------------------

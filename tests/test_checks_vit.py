@@ -13,7 +13,7 @@ from torch import nn
 import course_utils.blocks
 from course_utils.checks import CheckFailure
 from course_utils.checks import vit as checks
-from tests.notebook_code import load_solution
+from tests.notebook_code import load_solution, rejects
 
 S = load_solution("02_vision_transformer")
 patchify, unpatchify = S["patchify"], S["unpatchify"]
@@ -31,15 +31,6 @@ CHECKS = {
     "vit_architecture": (checks.vit_architecture, VisionTransformer),
 }
 
-
-def rejects(check, implementation, *expected: str) -> str:
-    """Run ``check`` on ``implementation``; it must fail with every ``expected`` string."""
-    with pytest.raises(CheckFailure) as failure:
-        check(implementation)
-    message = str(failure.value)
-    for text in expected:
-        assert text in message, message
-    return message
 
 
 # --- the solution passes, quietly ------------------------------------------------------------
