@@ -295,3 +295,15 @@ def test_doctor_probes(monkeypatch):
     assert installed["@jupyter/nbgrader"] == metadata.version("nbgrader")
     assert doctor.is_disabled("@jupyter/nbgrader:formgrader", {"@jupyter/nbgrader": True})
     assert not doctor.is_disabled("@jupyter/nbgrader", {"@jupyter/nbgrader:formgrader": True})
+
+
+def test_xdist_workers_share_the_cores_and_their_kernels_inherit_it():
+    """conftest.py: under pytest-xdist each worker (and every notebook kernel it starts)
+    uses its share of the cores; the controller's own setting must not leak into workers,
+    or two workers' kernels oversubscribe two cores many times over."""
+    import os
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        pytest.skip("only meaningful under pytest-xdist (-n)")
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    assert os.environ["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // workers))

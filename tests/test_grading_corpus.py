@@ -29,7 +29,7 @@ from course_utils.grading.nbgrader import grades, make_course
 from course_utils.grading.sandbox import find_bwrap
 from tests.notebook_code import ROOT
 
-pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("corpus")]  # one grading run
+pytestmark = pytest.mark.notebook
 
 NAME = "00_welcome"
 TESTS = ("test_to_chw_float", "test_rgb_to_grayscale")

@@ -27,7 +27,6 @@ def error_outputs(notebook_path) -> list[str]:
     ]
 
 
-@pytest.mark.xdist_group("solutions")  # training notebooks one at a time, not side by side
 @pytest.mark.parametrize("name", assignments())
 def test_solution_runs_without_errors_and_scores_full_marks(name, tmp_path):
     course = make_course(tmp_path / "course", ROOT, [name])
