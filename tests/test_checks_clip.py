@@ -505,8 +505,9 @@ def test_the_network_probe_gives_up_after_its_timeout(monkeypatch):
     exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)  # noqa: S102
     network_available = namespace["network_available"]
 
-    def hang(*args, **kwargs):  # a DNS lookup that never answers
-        time.sleep(30)
+    def hang(*args, **kwargs):  # a DNS lookup that answers long after the probe gave up
+        time.sleep(5)
+        raise OSError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", hang)
     start = time.perf_counter()
