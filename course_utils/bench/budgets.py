@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from course_utils.bench.results import Metric, Report
+from course_utils.data import QUESTION_TYPES
 from course_utils.metrics import format_metric
 
 
@@ -58,6 +59,10 @@ THRESHOLDS: dict[str, dict[str, float]] = {
         "zero-shot accuracy, 15 classes (graded)": 0.95,
         "image→text Recall@5 (graded)": 0.90,
         "text→image Recall@5 (graded)": 0.90,
+    },
+    "05_vilt_vqa": {
+        "VQA accuracy": 0.85,
+        **{f"VQA accuracy: {question_type}": 0.0 for question_type in QUESTION_TYPES},
     },
     "06_diffusion": {"samples judged the prompt's class": 0.80},
 }
