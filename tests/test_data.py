@@ -498,6 +498,22 @@ def test_questions_are_balanced(vqa):
     assert set(by_type["shape"]) == set(SHAPES)
 
 
+def test_named_objects_are_the_questions_objects_in_order(vqa):
+    for scene, question, qtype, objects in zip(
+        vqa.scenes, vqa.questions, vqa.question_types, vqa.named_objects, strict=True
+    ):
+        assert all(any(o is p for p in scene.objects) for o in objects), question
+        if qtype == "relation":  # "is the <a> <relation> the <b>"
+            a, b = objects
+            assert question.startswith(f"is the {a.name} ") and question.endswith(f" the {b.name}")
+        elif qtype in ("colour", "shape"):  # the one object the reference picks out
+            (obj,) = objects
+            known = obj.shape if qtype == "colour" else obj.colour
+            assert known in question.split() and getattr(obj, qtype) not in question.split()
+        else:
+            assert objects == (), question
+
+
 def test_answers_list_and_index():
     assert ANSWERS[:2] == ("no", "yes")
     assert ANSWERS[2:7] == ("zero", "one", "two", "three", "four")

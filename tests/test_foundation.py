@@ -14,7 +14,13 @@ import torch
 
 import course_utils
 from course_utils import plotting, training
-from course_utils.blocks import Attention, PatchEmbedding, TextTransformer, VisionTransformer
+from course_utils.blocks import (
+    Attention,
+    PatchEmbedding,
+    TextTransformer,
+    VisionTransformer,
+    sincos_position_embedding,
+)
 
 
 def test_get_device_prefers_cuda_then_mps_then_cpu():
@@ -144,6 +150,19 @@ def test_patch_embedding_is_a_linear_map_of_flattened_patches():
                                .expand(2, -1))
     with pytest.raises(ValueError):
         PatchEmbedding(10, 4, 3, 5)
+
+
+def test_sincos_position_embedding_codes_rows_then_columns():
+    codes = sincos_position_embedding(4, 16)  # (16 patches, 16 features), row-major
+    assert codes.shape == (16, 16)
+    rows, cols = codes[:, :8], codes[:, 8:]
+    patch = 2 * 4 + 3  # row 2, column 3
+    assert torch.allclose(rows[patch, :4], torch.sin(2 * 10000.0 ** (-torch.arange(4) / 4)))
+    assert torch.allclose(cols[patch, 4:], torch.cos(3 * 10000.0 ** (-torch.arange(4) / 4)))
+    assert torch.equal(rows[4:8], rows[[4] * 4]) and torch.equal(cols[0::4], cols[[0] * 4])
+    assert len({tuple(c.tolist()) for c in codes}) == 16  # every patch has its own code
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sincos_position_embedding(4, 18)
 
 
 def test_attention_weights_path_equals_the_fast_path_and_respects_padding():

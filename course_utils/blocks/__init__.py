@@ -11,7 +11,8 @@ from course_utils.blocks.transformer import (
     TextTransformer,
     TransformerBlock,
     VisionTransformer,
+    sincos_position_embedding,
 )
 
 __all__ = ["Attention", "PatchEmbedding", "TextTransformer", "TransformerBlock",
-           "VisionTransformer"]
+           "VisionTransformer", "sincos_position_embedding"]

@@ -12,6 +12,31 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def sincos_position_embedding(grid_size: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position codes of a ``grid_size × grid_size`` patch grid.
+
+    Returns ``(grid_size², dim)``, patches in row-major order: the first ``dim / 2``
+    features code the row, the last ``dim / 2`` the column, each as Vaswani et al.'s 1-D
+    codes ``sin(p·ω_k), cos(p·ω_k)`` with ``ω_k = 10000^(-k / (dim/4))``. MAE (He et al.
+    2022) and MoCo v3 (Chen et al. 2021) use them for ViTs; as an *initial value* of learned
+    position embeddings they make each patch's row and column readable from the start.
+
+    Raises:
+        ValueError: ``dim`` is not a multiple of 4.
+    """
+    if dim % 4:
+        raise ValueError("dim must be a multiple of 4 (sin and cos of rows and columns), "
+                         f"got {dim}")
+    omega = 10000.0 ** (-torch.arange(dim // 4) / (dim // 4))  # (D/4,)
+    rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+
+    def code(positions: torch.Tensor) -> torch.Tensor:  # (G²,) -> (G², D/2)
+        angles = positions.flatten().float()[:, None] * omega  # (G², D/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([code(rows), code(cols)], dim=1)  # (G², D)
+
+
 class PatchEmbedding(nn.Module):
     """Image -> [CLS] + one token per ``P×P`` patch, plus learned position embeddings.
 

@@ -1361,10 +1361,11 @@ def _vqa_score(prefix: str):
     return score
 
 
-#: The counting threshold. The notebook's CLIP-style baseline (a head on frozen dual-encoder
-#: features) counts at about 55 % on these questions; single-stream attention must do clearly
-#: better.
-COUNT_THRESHOLD = 0.70
+#: The counting threshold. On these questions (visible seed) the notebook's CLIP-style
+#: baseline, a head on frozen dual-encoder features, counts 70.5 % right, and the notebook's
+#: ViLT 83.0 % (80.7 % on the hidden seed; measured 2026-11-28 on the CPU): single-stream
+#: attention must do clearly better than the baseline.
+COUNT_THRESHOLD = 0.75
 
 vqa_accuracy = QualityCheck(
     exercise="ViLT VQA accuracy",

@@ -137,7 +137,9 @@ class ShapesVQA(Dataset):
     "test" (with hold_out) never name a held-out colour-shape pair.
 
     Attributes: images float32 (N, 3, H, W) in [0, 1]; questions list[str]; answers long
-    (N,) (indices into ANSWERS); question_types list[str]; scenes; answer_names (ANSWERS).
+    (N,) (indices into ANSWERS); question_types list[str]; scenes; answer_names (ANSWERS);
+    named_objects list[tuple[ShapeObject, ...]] (Question.objects: the objects a relation,
+    colour or shape question singles out, in the order it names them).
     Item: (image (3, H, W), question str, answer ()).
     """
 
@@ -161,6 +163,7 @@ class ShapesVQA(Dataset):
         rng = split_rng(seed, split, _STREAM_QUESTIONS)
         self.split = split
         self.scenes, self.questions, self.question_types, answers = [], [], [], []
+        self.named_objects = []
         for i in range(size):
             qtype = QUESTION_TYPES[i % len(QUESTION_TYPES)]
             for _ in range(_MAX_SCENES_PER_QUESTION):
@@ -176,6 +179,7 @@ class ShapesVQA(Dataset):
             self.scenes.append(scene)
             self.questions.append(question.question)
             self.question_types.append(qtype)
+            self.named_objects.append(question.objects)
             answers.append(answer_index(question.answer))
         self.images = images_to_tensor(render_scenes(self.scenes, image_size))
         self.answers = torch.tensor(answers, dtype=torch.long)

@@ -31,6 +31,7 @@ from .world import (
     SHAPES,
     SIZES,
     Scene,
+    ShapeObject,
     plural,
     relation_holds,
     relation_is_clear,
@@ -57,11 +58,17 @@ P_SIZE = 0.3  # exists / colour / shape questions: name the size even when not n
 
 @dataclass(frozen=True)
 class Question:
-    """A question about a scene, its answer (one of ANSWERS) and its type."""
+    """A question about a scene, its answer (one of ANSWERS) and its type.
+
+    objects: the objects the question singles out, in the order it names them: (a, b) for
+    a relation question "is the a ... the b", (the object,) for a colour or shape question,
+    () for count and exists questions (they name a kind, not an object).
+    """
 
     question: str
     answer: str
     qtype: str
+    objects: tuple[ShapeObject, ...] = ()
 
 
 def answer_index(answer: str) -> int:
@@ -112,7 +119,7 @@ def _attribute_question(scene: Scene, rng: np.random.Generator, qtype: str):
         size = _unique_reference(scene, obj, known, rng)
         if size is not None:
             text = template.format(ref=size + getattr(obj, known))
-            return Question(text, getattr(obj, asked), qtype)
+            return Question(text, getattr(obj, asked), qtype, (obj,))
     return None
 
 
@@ -152,7 +159,7 @@ def _relation_question(scene: Scene, rng: np.random.Generator) -> Question | Non
         return None
     a, b, relation = _choice(rng, candidates)
     text = RELATION_TEMPLATE.format(a=a.name, relation=relation, b=b.name)
-    return Question(text, "yes" if relation_holds(a, b, relation) else "no", "relation")
+    return Question(text, "yes" if relation_holds(a, b, relation) else "no", "relation", (a, b))
 
 
 def make_question(

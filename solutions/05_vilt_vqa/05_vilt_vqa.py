@@ -20,17 +20,20 @@
 # objects are there? is the green circle left of the blue square?*
 #
 # **You will learn**
-# - why a dual encoder (CLIP) struggles with "how many circles?" however good its vectors are;
+# - why a dual encoder (CLIP) struggles with "how many circles?" or "what shape is the red
+#   object?" however good its vectors are;
 # - the single-stream design: `[CLS, image patches, text tokens]` with position and
 #   modality-type embeddings, one transformer, and a padding mask;
 # - the pre-training objectives of vision-and-language transformers: image–text matching
 #   (ITM), masked language modelling (MLM), and word–patch alignment;
+# - why some questions sit at chance under plain cross-entropy, and how an auxiliary
+#   grounding loss gets a model off that plateau;
 # - visual question answering (VQA) as classification from the [CLS] token, measured by
 #   question type, against a CLIP-style baseline;
 # - what the model looks at: attention from the question's words to the image's patches.
 #
-# **Time:** about 90 minutes. The notebook runs top to bottom in about RUNTIME_MINUTES minutes
-# on a laptop CPU (2 cores), pre-training and fine-tuning included; on a GPU in well under one.
+# **Time:** about 90 minutes. The notebook runs top to bottom in about three minutes on a
+# laptop CPU (2 cores), pre-training and fine-tuning included; a GPU shortens the training.
 #
 # **Prerequisites:** notebooks 02 (patches, attention, the transformer block) and 04 (CLIP,
 # tokenising captions). The transformer block of notebook 02 and the encoders of notebook 04
@@ -42,15 +45,36 @@
 # Run the next cell first. On Google Colab it installs the course package (about a minute);
 # on your own machine it only imports what the notebook needs. It then picks the fastest
 # device you have and seeds the random number generators.
+#
+# **A GPU helps here.** On Colab, choose *Runtime → Change runtime type → T4 GPU* before you
+# run the first cell; the notebook runs unchanged on the CPU, only slower.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import importlib.util
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install the course package (once per session)
+if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or the wrong kernel
+    from IPython.core.error import UsageError  # stops the cell with a message, no traceback
+
+    if "google.colab" not in sys.modules:
+        raise UsageError("This kernel cannot import course_utils: choose the course's kernel "
+                         "(Kernel → Change Kernel…), or install the course into this one with "
+                         "`pip install -e \".[dev]\"` in the course folder.")
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/multimodal-from-scratch/course"], check=True)
+    # On Colab, once per session. Colab has torch, torchvision, numpy and matplotlib, and pip
+    # must not replace them: add the two libraries the checks compare with where they are
+    # missing, then the course package alone (--no-deps).
+    print("Installing the course package (under a minute)…")
+    for args in (["open_clip_torch>=2.23", "diffusers>=0.25"],
+                 ["--no-deps", "git+https://github.com/multimodal-from-scratch/course"]):
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args],
+                             capture_output=True, text=True)
+        if pip.returncode != 0:
+            raise UsageError("Could not install the course package: check that this runtime is "
+                             "connected to the internet and runs Python 3 (Runtime → Change "
+                             "runtime type), then run this cell again.\n\n" + pip.stderr)
+    importlib.invalidate_caches()
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,7 +84,12 @@ from torch import nn
 
 import course_utils
 from course_utils import data, plotting, training
-from course_utils.blocks import TextTransformer, TransformerBlock, VisionTransformer
+from course_utils.blocks import (
+    TextTransformer,
+    TransformerBlock,
+    VisionTransformer,
+    sincos_position_embedding,
+)
 from course_utils.checks import vilt as checks
 
 device = course_utils.get_device()
@@ -95,6 +124,7 @@ print(f"course_utils {course_utils.__version__}, torch {torch.__version__}, devi
 # exercise cells, to rebuild and re-check your trained model.
 
 # %% nbgrader={"grade": false, "grade_id": "helpers_tokenize", "locked": true, "schema_version": 3, "solution": false, "task": false}
+vocab = data.build_vocabulary()  # every word of the questions and captions
 QUESTION_LENGTH = 12  # <start> + at most 9 words + <end>, padded
 CAPTION_LENGTH = 25  # <start> + at most 23 words + <end>
 
@@ -113,7 +143,6 @@ def tokenize(texts: list[str], vocab: data.Vocabulary, context_length: int) -> t
 
 # %% nbgrader={"grade": false, "grade_id": "data_vqa", "locked": true, "schema_version": 3, "solution": false, "task": false}
 VQA_TRAIN_SIZE = 60_000  # questions, one per scene (a few seconds to generate)
-vocab = data.build_vocabulary()
 vqa_train = data.ShapesVQA("train", size=VQA_TRAIN_SIZE, seed=0)
 vqa_test = data.ShapesVQA("test", size=1000, seed=0)
 train_questions = tokenize(vqa_train.questions, vocab, QUESTION_LENGTH)  # (N, 12)
@@ -750,7 +779,7 @@ plt.show()
 # Use the exact GELU (`F.gelu`, the default of `nn.GELU()`), and raise a `ValueError` when the
 # last dimension of `x` is not `dim`.
 
-# %% nbgrader={"grade": false, "grade_id": "pretraining_heads", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "ITMHead", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class ITMHead(nn.Module):
     """Image-text matching from [CLS]: fc(tanh(pooler(x))) (ViLT's Pooler + ITMHead).
 
@@ -775,6 +804,7 @@ class ITMHead(nn.Module):
         ### END SOLUTION
 
 
+# %% nbgrader={"grade": false, "grade_id": "MLMHead", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class MLMHead(nn.Module):
     """Masked-word prediction: decoder(norm(gelu(dense(x)))) (BERT's LM prediction head).
 
@@ -862,8 +892,17 @@ def pretraining_losses(model: ViLTPretraining, images: torch.Tensor, tokens: tor
     return itm_loss, mlm_loss
 
 
+def new_vilt() -> ViLT:
+    """A ViLT of size MODEL whose patch positions start as 2-D sine-cosine codes (MAE)."""
+    vilt = ViLT(len(vocab), CAPTION_LENGTH, **MODEL)
+    grid = MODEL["image_size"] // MODEL["patch_size"]
+    with torch.no_grad():
+        vilt.embeddings.image_pos_embedding[0, 1:] = sincos_position_embedding(grid, MODEL["dim"])
+    return vilt
+
+
 course_utils.seed_everything(0)
-pretrained = ViLTPretraining(ViLT(len(vocab), CAPTION_LENGTH, **MODEL), 64, len(vocab))
+pretrained = ViLTPretraining(new_vilt(), 64, len(vocab))
 generator = torch.Generator(device=device).manual_seed(0)  # pairs and masks
 parts = {"ITM": [], "MLM": []}
 
@@ -1017,36 +1056,149 @@ checks.VQAHead(VQAHead, seed=2026, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Fine-tuning
+# ### Fine-tuning, and why relation questions need help
 #
 # The VQA model is the pre-trained ViLT with a fresh `VQAHead` on [CLS]; it is called as
 # `model(images, tokens)` and returns logits over `data.ANSWERS` (this is also how the grader
 # calls it). Fine-tuning trains every weight with the cross-entropy of the answer.
+#
+# Cross-entropy alone leaves one question type at chance in our budget: **relations**. "Is
+# the red circle left of the blue square?" flips its answer when "left" becomes "right", and
+# again when the two objects swap places in the sentence, so no single feature of the image
+# or of the question says anything about the answer on its own: it is an XOR of "where is
+# the first object", "where is the second" and "which relation". A model whose features do
+# not yet hold the two positions gets no useful gradient from the answer, and sits on a
+# plateau at 50 % (we measured: flat for 12,000 steps, half as long again as this
+# notebook's fine-tuning, while the other four types kept improving).
+#
+# The way out is to teach the missing step directly. The Shapes world knows where every
+# object is, so on every question that names objects we add two grounding losses to the
+# cross-entropy. A relation question names two objects, a colour or a shape question one
+# ("what colour is the large circle", "what shape is the red object"; its one object counts
+# as both $a$ and $b$):
+#
+# 1. a small **grounding head** on [CLS] predicts the centres $(x_a, y_a, x_b, y_b)$ of the
+#    objects the question names (squared error, weight $\lambda$);
+# 2. **word–patch alignment**, supervised: the final features of the word that names each
+#    object ("circle"; "red" in "the red object") must point at the patch that holds it, a
+#    softmax over the patches of the scaled dot products
+#    $z_{\text{word}} \cdot z_{\text{patch}_i} / \sqrt{8}$, trained with cross-entropy
+#    (weight $\mu$). This is the picture of section 5 turned into a loss; ViLT's own WPA loss
+#    aligns words and patches without labels, by optimal transport.
+#
+# $$\mathcal{L} = \mathrm{CE}(\text{answer}) + \lambda\,\big\lVert h_{\text{where}}(z_{\text{CLS}})
+#   - (x_a, y_a, x_b, y_b)\big\rVert^2 / 4 + \mu\,\mathrm{CE}_{\text{word→patch}} .$$
+#
+# Neither target has an XOR in it: "where is the red circle" has a direct gradient. Once
+# [CLS] holds the positions, comparing them is one small step for the VQA head. Grounded
+# pre-training does the same at scale: LXMERT (Tan & Bansal 2019) predicts masked image
+# regions, MDETR (Kamath et al. 2021) predicts the box of each phrase of a caption. Two more
+# details help: relation questions are shown twice per epoch (they are the slow ones), and
+# the patch positions start as the 2-D sine–cosine codes of MAE
+# (`sincos_position_embedding`, set before pre-training) rather than as noise, so a patch's
+# row and column are readable from the first step. Colour and shape questions are grounded
+# too because they are binding problems of their own ("what shape is the red object" must
+# find the red patch first): in the same 9,000 steps, grounding only the relation questions
+# reached 87–88 % overall (shape 80–84 %), grounding all three 92–93 % (shape 93–97 %). The
+# grounding head and losses are for training only; the grader asks `model(images, tokens)`
+# for answers, nothing else.
 
 # %% nbgrader={"grade": false, "grade_id": "train_vqa", "locked": true, "schema_version": 3, "solution": false, "task": false}
 class ViLTForVQA(nn.Module):
-    """model(images (B, 3, H, W), tokens (B, L)) -> answer logits (B, num_answers)."""
+    """model(images (B, 3, H, W), tokens (B, L)) -> answer logits (B, num_answers).
 
-    def __init__(self, vilt: ViLT, head: VQAHead):
+    where: the grounding head, [CLS] -> (x_a, y_a, x_b, y_b), the centres of the objects the
+    question names (training only).
+    """
+
+    def __init__(self, vilt: ViLT, head: VQAHead, dim: int):
         super().__init__()
-        self.vilt, self.head = vilt, head
+        self.vilt, self.head, self.where = vilt, head, nn.Linear(dim, 4)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.vilt(images, tokens)[:, 0])  # [CLS] -> (B, A)
 
 
-def vqa_loss(model: ViLTForVQA, images, tokens, answers) -> torch.Tensor:
+def grounding_targets(dataset: data.ShapesVQA, grid: int) -> dict[str, torch.Tensor]:
+    """Where the objects each question names are, for the grounding losses. A relation
+    question names two ("is the <a> ... the <b>"), a colour or shape question one ("the
+    large circle", "the red object"), written twice so that every row has two.
+
+    Returns (N = len(dataset)):
+        centres: (N, 4) float, (x_a, y_a, x_b, y_b) rescaled from [0, 1] to [-2, 2];
+        patches: (N, 2) long, the patch (row-major on the grid × grid patches) of each centre;
+        nouns: (N, 2) long, the token position of the word that names each object: its shape
+            word ("circle"), or in a shape question its colour word ("red");
+        grounded: (N,) bool, the question names objects; is_relation: (N,) bool.
+    Rows of count and exists questions are zeros and are not used.
+    """
+    targets = {"centres": torch.zeros(len(dataset), 4),
+               "patches": torch.zeros(len(dataset), 2, dtype=torch.long),
+               "nouns": torch.zeros(len(dataset), 2, dtype=torch.long),
+               "grounded": torch.zeros(len(dataset), dtype=torch.bool),
+               "is_relation": torch.zeros(len(dataset), dtype=torch.bool)}
+    for i, objects in enumerate(dataset.named_objects):
+        if not objects:  # count and exists questions name a kind, not an object
+            continue
+        words = dataset.questions[i].split()
+        if len(objects) == 2:  # "is the <colour> <shape> left of the <colour> <shape>"
+            a, b = objects
+            nouns = [1 + words.index(a.shape), len(words)]  # +1: <start>
+        else:  # "what colour is the [size] <shape>", "what shape is the [size] <colour> object"
+            a = b = objects[0]
+            word = a.shape if dataset.question_types[i] == "colour" else a.colour
+            nouns = [1 + words.index(word)] * 2
+        targets["centres"][i] = (torch.tensor([a.x, a.y, b.x, b.y]) - 0.5) * 4
+        targets["patches"][i] = torch.tensor([int(o.y * grid) * grid + int(o.x * grid)
+                                              for o in (a, b)]).clamp(0, grid * grid - 1)
+        targets["nouns"][i] = torch.tensor(nouns)
+        targets["grounded"][i] = True
+        targets["is_relation"][i] = len(objects) == 2
+    return targets
+
+
+GROUNDING_WEIGHT = 3.0  # λ, the centres
+ALIGNMENT_WEIGHT = 0.5  # μ, the word-patch alignment
+RELATION_REPEATS = 2  # relation questions per epoch: twice, the others once
+VQA_EPOCHS = 4  # 9,000 steps of 32
+
+GRID = MODEL["image_size"] // MODEL["patch_size"]
+targets = grounding_targets(vqa_train, GRID)
+train_data = [t.to(device) for t in (vqa_train.images, train_questions, vqa_train.answers,
+                                     targets["centres"], targets["patches"], targets["nouns"],
+                                     targets["grounded"])]
+epoch = torch.cat([torch.arange(len(vqa_train))] +  # the indices one epoch visits
+                  [torch.nonzero(targets["is_relation"]).flatten()] * (RELATION_REPEATS - 1))
+
+
+def vqa_loss(model: ViLTForVQA, indices: torch.Tensor, grounding: bool = True) -> torch.Tensor:
+    """Cross-entropy of the answers of a batch, plus (grounding=True) on its questions that
+    name objects λ · the error of the predicted centres and μ · the word-patch alignment loss."""
+    images, tokens, answers, centres, patches, nouns, grounded = (t[indices] for t in train_data)
     tokens = tokens[:, :int((tokens != 0).sum(1).max())]  # cut the batch to its longest text
-    return F.cross_entropy(model(images, tokens), answers)
+    z = model.vilt(images, tokens)  # (B, 1 + N + L, D)
+    loss = F.cross_entropy(model.head(z[:, 0]), answers)
+    if not grounding or not grounded.any():
+        return loss
+    z, centres, patches, nouns = z[grounded], centres[grounded], patches[grounded], \
+        nouns[grounded]
+    # 1. grounding: [CLS] -> the centres of the named objects
+    loss = loss + GROUNDING_WEIGHT * F.mse_loss(model.where(z[:, 0]), centres)
+    # 2. word-patch alignment: each naming word's features point at its object's patch
+    num_patches = GRID * GRID
+    patch_features = z[:, 1:1 + num_patches]  # (R, N, D)
+    rows = torch.arange(len(z), device=z.device)
+    for j in range(2):
+        word = z[rows, 1 + num_patches + nouns[:, j]]  # (R, D)
+        logits = torch.einsum("rnd,rd->rn", patch_features, word) / 8 ** 0.5  # (R, N)
+        loss = loss + ALIGNMENT_WEIGHT / 2 * F.cross_entropy(logits, patches[:, j])
+    return loss
 
 
-VQA_EPOCHS = 2  # passes over the training questions, 32 per step
 course_utils.seed_everything(0)
-vqa_model = ViLTForVQA(pretrained.vilt, VQAHead(64, len(data.ANSWERS)))
-vqa_losses = training.train(vqa_model, vqa_loss,
-                            (vqa_train.images, train_questions, vqa_train.answers),
-                            epochs=VQA_EPOCHS, batch_size=32, lr=1e-3, device=device,
-                            desc="VQA fine-tuning")
+vqa_model = ViLTForVQA(pretrained.vilt, VQAHead(64, len(data.ANSWERS)), 64)
+vqa_losses = training.train(vqa_model, vqa_loss, (epoch,), epochs=VQA_EPOCHS, batch_size=32,
+                            lr=1e-3, weight_decay=0.05, device=device, desc="VQA fine-tuning")
 
 # %%
 plotting.plot_losses(vqa_losses, title="VQA fine-tuning (cross-entropy)", smooth=100)
@@ -1076,10 +1228,10 @@ plt.show()
 # %% [markdown]
 # The graded test asks your model its own held-out questions (new scenes of the test split,
 # the answers kept on the grader's side) and needs **at least 85 % overall** and at least
-# 70 % on counting; it prints every question type.
+# 75 % on counting; it prints every question type.
 
 # %% nbgrader={"grade": true, "grade_id": "test_vqa_accuracy", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-# Checks the trained VQA model on held-out questions: ≥ 85 % overall, counting ≥ 70 %.
+# Checks the trained VQA model on held-out questions: ≥ 85 % overall, counting ≥ 75 %.
 checks.vqa_accuracy(vqa_model)
 ### BEGIN HIDDEN TESTS
 checks.vqa_accuracy(vqa_model, seed=2026, hidden=True)
@@ -1109,15 +1261,23 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Counting is where the two differ most. The frozen CLIP vector was trained to tell captions
-# apart, and captions rarely hinge on "how many small objects" or "how many triangles"; the
-# late-fusion head can only read what is there. In ViLT the question is in the sequence from
-# the first layer: the word "triangles" can attend to the triangle patches *because it is
-# asked*, and [CLS] counts what the words found. Relations ("is the red circle left of the
-# blue square") are the hardest for both: the model must find two objects by colour and shape
-# and compare their positions, a three-step computation our 4-minute ViLT has barely started
-# to learn (ViLT-B/32 reaches 71 % on VQA v2 after pre-training on 4 million image–caption
-# pairs for days on 64 GPUs).
+# The late-fusion baseline does well where one summary of the whole picture is enough ("is
+# there a small blue triangle", "what colour is the circle": 84–87 % on the notebook's test
+# set) and badly where the question must first *pick out* an object: "what shape is the red
+# object" (59 % against ViLT's 97 %) and relations (46 %, chance, against 97 %). The frozen
+# CLIP vector was trained to tell captions apart; it was never asked which colour goes with
+# which shape, or where. Counting sits between (66 % against 81 %): captions mention counts,
+# so the CLIP vector holds some of them, but "how many small objects" or "how many yellow
+# triangles" needs the question to select what is counted. In ViLT the question is in the
+# sequence from the first layer: the word "triangles" can attend to the triangle patches
+# *because it is asked*, and [CLS] counts what the words found. Relations also show the
+# other side of the story: ViLT answers them only thanks to the grounding losses of section
+# 6. Without them, relation questions stayed at 50 % however long we trained (measured:
+# 12,000 steps of plain cross-entropy), while the other four types kept improving.
+# Single-stream attention makes the computation *possible*; a training signal that rewards
+# its first step makes it *learnable* in four minutes.
+# (ViLT-B/32 reaches 71 % on VQA v2 after pre-training on 4 million image–caption pairs for
+# days on 64 GPUs.)
 #
 # ## 8 · Where the words look
 #
@@ -1172,20 +1332,19 @@ SHORT_SIZE = 9_600  # questions in each short run: 300 steps of 32
 
 def short_vqa_run(vilt: ViLT, desc: str) -> dict[str, float]:
     torch.manual_seed(1)
-    model = ViLTForVQA(vilt, VQAHead(64, len(data.ANSWERS)))
-    training.train(model, vqa_loss, (vqa_train.images[:SHORT_SIZE], train_questions[:SHORT_SIZE],
-                                     vqa_train.answers[:SHORT_SIZE]),
-                   epochs=1, batch_size=32, lr=1e-3, device=device, desc=desc)
+    model = ViLTForVQA(vilt, VQAHead(64, len(data.ANSWERS)), 64)
+    training.train(model, vqa_loss, (torch.arange(SHORT_SIZE),), epochs=1, batch_size=32,
+                   lr=1e-3, weight_decay=0.05, device=device, desc=desc)
     return accuracy_by_type(model, vqa_test, test_questions)
 
 
 torch.manual_seed(0)
-fresh = ViLTPretraining(ViLT(len(vocab), CAPTION_LENGTH, **MODEL), 64, len(vocab))
-fresh.vilt.load_state_dict(pretrained_snapshot)
+fresh = new_vilt()
+fresh.load_state_dict(pretrained_snapshot)
 comparison = {
-    "pre-trained, short VQA run": short_vqa_run(fresh.vilt, "VQA from pre-trained"),
+    "pre-trained, short VQA run": short_vqa_run(fresh, "VQA from pre-trained"),
     "from scratch, short VQA run": short_vqa_run(
-        ViLT(len(vocab), CAPTION_LENGTH, **MODEL), "VQA from scratch"),
+        new_vilt(), "VQA from scratch"),
     "pre-trained, full run (section 6)": vilt_accuracy,
 }
 print(f"{'':36s}" + "".join(f"{k:>9s}" for k in kinds))
@@ -1195,6 +1354,17 @@ plotting.show_heatmap(np.array([[figures[k] for k in kinds] for figures in compa
                       list(comparison), kinds, title="VQA test accuracy", vmin=0, vmax=1,
                       cmap="viridis", size=4.0)
 plt.show()
+
+# %% [markdown]
+# After 300 steps the pre-trained model is ahead (49 % against 42 % when we ran it), most of
+# all on colour questions (52 % against 27 %): masked language modelling had already taught it
+# to name the colours it sees. The head start does not have to last. With plenty of
+# fine-tuning questions from the very world the captions describe, training from scratch
+# catches up: with an earlier recipe of this notebook (7,900 steps, relation questions
+# grounded), the model fine-tuned from scratch scored 90.5 % on the graded questions and the
+# pre-trained one 84.3 %. Pre-training pays when the task's own labels are scarce (VQA v2 has
+# 0.4 million training questions about photos, ViLT pre-trains on 4 million captioned images),
+# which is not the case in a world that makes as many questions as we ask for.
 
 # %% [markdown]
 # ## 10 · A question to answer in words (3 points)
