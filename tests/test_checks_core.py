@@ -303,6 +303,18 @@ def test_refuses_the_checks_own_reference_and_refused_code_however_bound():
     assert sys.gettrace() is None or "pytest" in repr(sys.gettrace())
 
 
+def test_only_the_checks_own_mistakes_may_build_on_its_reference():
+    def scaled(x):  # a known mistake that reuses the reference
+        return 2 * check.reference(x)
+
+    check = Check("double", lambda x: x + x, lambda g, hidden: [
+        Case("a vector", {"x": torch.arange(3.0)})], mistakes=[Mistake("scaled twice", scaled)])
+    with pytest.raises(CheckFailure, match="scaled twice"):  # it runs, and fails as a mistake
+        check(scaled)
+    with pytest.raises(CheckFailure, match="the check's own reference for double"):
+        check(lambda x: scaled(x))  # the same code handed in by a student is refused
+
+
 def test_a_quality_check_refuses_forbidden_calls_even_when_caught():
     check = QualityCheck(
         exercise="parity accuracy", cases=_parity_cases,

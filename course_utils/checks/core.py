@@ -194,15 +194,8 @@ def difference(key: str, actual: Any, expected: Any,
         return f"expected it to raise {expected} (with a message saying what is wrong), " \
                f"but it {'raised ' + actual if actual else 'returned normally'}"
     if torch.is_tensor(expected):
-        if type(actual) is not torch.Tensor:
-            return f"{what} should be a torch.Tensor, got {describe(actual)}"
-        if actual.shape != expected.shape:
-            return f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-        if actual.dtype != expected.dtype:
-            return f"{what} has dtype {actual.dtype}, expected {expected.dtype}"
-        if actual.device != expected.device:
-            return f"{what} is on {actual.device}, expected {expected.device} (the input's device)"
-        return value_difference(what, actual.detach(), expected.detach(), tolerance)
+        return (tensor_structure_difference(what, actual, expected)
+                or value_difference(what, actual.detach(), expected.detach(), tolerance))
     if isinstance(expected, bool) or expected is None:
         return None if actual is expected else f"{what} is {actual!r}, expected {expected!r}"
     if isinstance(expected, int | float):
@@ -214,6 +207,20 @@ def difference(key: str, actual: Any, expected: Any,
         ok = math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol)
         return None if ok else f"{what} is {actual!r}, expected {expected!r}"
     return None if actual == expected else f"{what} is {describe(actual)}, expected {expected!r}"
+
+
+def tensor_structure_difference(what: str, actual: Any, expected: torch.Tensor) -> str | None:
+    """Why ``actual`` cannot stand for the tensor ``expected`` (not a tensor, or another shape,
+    dtype or device), None when it can; the values are not compared."""
+    if type(actual) is not torch.Tensor:
+        return f"{what} should be a torch.Tensor, got {describe(actual)}"
+    if actual.shape != expected.shape:
+        return f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    if actual.dtype != expected.dtype:
+        return f"{what} has dtype {actual.dtype}, expected {expected.dtype}"
+    if actual.device != expected.device:
+        return f"{what} is on {actual.device}, expected {expected.device} (the input's device)"
+    return None
 
 
 def value_difference(what: str, actual: torch.Tensor, expected: torch.Tensor,
@@ -319,13 +326,20 @@ class Check:
         """Step 3 (trusted): what a right implementation gives."""
         return self.run(self.reference, case)
 
+    def is_known_mistake(self, implementation: Callable) -> bool:
+        return any(implementation is mistake.implementation for mistake in self.mistakes)
+
     def run_student(self, implementation: Callable, case: Case) -> Outputs:
         """Step 2: run the student's code on one case, forbidden functions refused."""
         if not callable(implementation):
             raise CheckFailure(self.exercise, f"expected a function or class, got "
                                               f"{describe(implementation)}")
         try:
-            own = [(f"the check's own reference for {self.exercise}", self.reference)]
+            # The check's own reference is refused, so that it cannot be handed in. Its known
+            # mistakes are the check's own code and may build on it (tests hand each one in,
+            # as a student would, to prove that it fails with its hint).
+            own = [] if self.is_known_mistake(implementation) else [
+                (f"the check's own reference for {self.exercise}", self.reference)]
             with self.forbidden.active(extra_code=own):
                 outputs = self.run(implementation, case)
         except NotImplementedError as error:

@@ -37,6 +37,7 @@ from course_utils.checks.core import (
     QualityCheck,
     describe,
     first_difference,
+    tensor_structure_difference,
     upstream_gradient,
 )
 from course_utils.checks.failure import CheckFailure
@@ -149,46 +150,8 @@ def _tokens(generator: torch.Generator, batch: int, length: int, vocab_size: int
 
 
 class ReferenceViLTEmbeddings(nn.Module):
-    """``[CLS, patches, text]`` with position and modality-type embeddings (ViLT eq. 1–3)."""
-
-    def __init__(self, vocab_size: int, max_text_len: int, image_size: int = 32,
-                 patch_size: int = 8, in_channels: int = 3, dim: int = 64, overlap: int = 0):
-        super().__init__()
-        if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not divisible by {patch_size}")
-        self.image_size, self.in_channels = image_size, in_channels
-        self.max_text_len = max_text_len
-        num_patches = (image_size // patch_size) ** 2
-        self.patch_proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size + 2 * overlap,
-                                    stride=patch_size, padding=overlap)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.image_pos_embedding = nn.Parameter(torch.zeros(1, 1 + num_patches, dim))
-        self.token_embedding = nn.Embedding(vocab_size, dim)
-        self.text_pos_embedding = nn.Parameter(torch.zeros(1, max_text_len, dim))
-        self.type_embedding = nn.Embedding(2, dim)
-
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor):
-        size, channels = self.image_size, self.in_channels
-        if images.ndim != 4 or images.shape[1:] != (channels, size, size):
-            raise ValueError("expected images (B, C, image_size, image_size)")
-        if tokens.ndim != 2 or tokens.shape[0] != images.shape[0] or \
-                tokens.shape[1] > self.max_text_len:
-            raise ValueError("expected tokens (B, L) with L <= max_text_len")
-        batch, length = tokens.shape
-        patches = self.patch_proj(images).flatten(2).transpose(1, 2)  # (B, N, D)
-        cls = self.cls_token.expand(batch, -1, -1)  # (B, 1, D)
-        image = torch.cat([cls, patches], dim=1) + self.image_pos_embedding  # (B, 1 + N, D)
-        text = self.token_embedding(tokens) + self.text_pos_embedding[:, :length]  # (B, L, D)
-        x = torch.cat([image + self.type_embedding.weight[0],
-                       text + self.type_embedding.weight[1]], dim=1)  # (B, 1 + N + L, D)
-        real = torch.ones(batch, image.shape[1], dtype=torch.bool, device=tokens.device)
-        return x, torch.cat([real, tokens != PAD], dim=1)  # (B, 1 + N + L)
-
-
-class _Embeddings(nn.Module):
-    """The same embeddings, written in parts that the wrong variants below override (the
-    reference's own code is refused while a student's code runs, so mistakes cannot call
-    it)."""
+    """``[CLS, patches, text]`` with position and modality-type embeddings (ViLT eq. 1–3),
+    written in parts that the known mistakes below override one at a time."""
 
     def __init__(self, vocab_size: int, max_text_len: int, image_size: int = 32,
                  patch_size: int = 8, in_channels: int = 3, dim: int = 64, overlap: int = 0):
@@ -236,7 +199,7 @@ class _Embeddings(nn.Module):
         return torch.cat([image, text], dim=1), self.padding_mask(images, tokens)
 
 
-class _TextFirst(_Embeddings):
+class _TextFirst(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         image = self.image_part(images) + self.type_embedding.weight[0]
         text = self.text_part(tokens) + self.type_embedding.weight[1]
@@ -245,7 +208,7 @@ class _TextFirst(_Embeddings):
         return torch.cat([text, image], dim=1), torch.cat([mask[:, n:], mask[:, :n]], dim=1)
 
 
-class _ClsAfterPatches(_Embeddings):
+class _ClsAfterPatches(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x, mask = super().forward(images, tokens)
         n = self.image_pos_embedding.shape[1]
@@ -253,32 +216,32 @@ class _ClsAfterPatches(_Embeddings):
         return x[:, order], mask[:, order]
 
 
-class _ClsAtTheEnd(_Embeddings):
+class _ClsAtTheEnd(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x, mask = super().forward(images, tokens)
         return torch.cat([x[:, 1:], x[:, :1]], dim=1), torch.cat([mask[:, 1:], mask[:, :1]], 1)
 
 
-class _NoTypes(_Embeddings):
+class _NoTypes(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x = torch.cat([self.image_part(images), self.text_part(tokens)], dim=1)
         return x, self.padding_mask(images, tokens)
 
 
-class _SameType(_Embeddings):
+class _SameType(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x = torch.cat([self.image_part(images), self.text_part(tokens)], dim=1)
         return x + self.type_embedding.weight[0], self.padding_mask(images, tokens)
 
 
-class _TypesSwapped(_Embeddings):
+class _TypesSwapped(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         image = self.image_part(images) + self.type_embedding.weight[1]
         text = self.text_part(tokens) + self.type_embedding.weight[0]
         return torch.cat([image, text], dim=1), self.padding_mask(images, tokens)
 
 
-class _ClsWithoutTextType(_Embeddings):
+class _ClsWithoutTextType(ReferenceViLTEmbeddings):
     """[CLS] given no modality type (only the patches get type 0)."""
 
     def forward(self, images, tokens):
@@ -286,31 +249,31 @@ class _ClsWithoutTextType(_Embeddings):
         return torch.cat([x[:, :1] - self.type_embedding.weight[0], x[:, 1:]], dim=1), mask
 
 
-class _MaskInverted(_Embeddings):
+class _MaskInverted(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x, mask = super().forward(images, tokens)
         return x, ~mask
 
 
-class _MaskAllTrue(_Embeddings):
+class _MaskAllTrue(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x, mask = super().forward(images, tokens)
         return x, torch.ones_like(mask)
 
 
-class _MaskHidesImage(_Embeddings):
+class _MaskHidesImage(ReferenceViLTEmbeddings):
     def forward(self, images, tokens):
         x, mask = super().forward(images, tokens)
         n = self.image_pos_embedding.shape[1]
         return x, torch.cat([torch.zeros_like(mask[:, :n]), mask[:, n:]], dim=1)
 
 
-class _NoTextPositions(_Embeddings):
+class _NoTextPositions(ReferenceViLTEmbeddings):
     def text_part(self, tokens):
         return self.token_embedding(tokens)
 
 
-class _ClsWithoutPosition(_Embeddings):
+class _ClsWithoutPosition(ReferenceViLTEmbeddings):
     def image_part(self, images):
         patches = self.patch_proj(images).flatten(2).transpose(1, 2)  # (B, N, D)
         patches = patches + self.image_pos_embedding[:, 1:]
@@ -318,7 +281,7 @@ class _ClsWithoutPosition(_Embeddings):
         return torch.cat([cls, patches], dim=1)
 
 
-class _ColumnMajorPatches(_Embeddings):
+class _ColumnMajorPatches(ReferenceViLTEmbeddings):
     def image_part(self, images):
         patches = self.patch_proj(images).transpose(2, 3).flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(images.shape[0], -1, -1)
@@ -424,27 +387,7 @@ class ReferenceViLT(nn.Module):
     """The single-stream encoder: embeddings, ``depth`` pre-norm blocks with the padding mask,
     a final LayerNorm. Output: every position's features ``(B, 1 + N + L, D)``."""
 
-    def __init__(self, vocab_size: int, max_text_len: int, image_size: int = 32,
-                 patch_size: int = 8, in_channels: int = 3, dim: int = 64, depth: int = 4,
-                 num_heads: int = 4, mlp_ratio: float = 4.0, overlap: int = 0):
-        super().__init__()
-        self.embeddings = ReferenceViLTEmbeddings(vocab_size, max_text_len, image_size,
-                                                  patch_size, in_channels, dim, overlap)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        x, mask = self.embeddings(images, tokens)  # (B, S, D), (B, S)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.norm(x)
-
-
-class _ViLT(nn.Module):
-    """The same encoder for the wrong variants (see _Embeddings)."""
-
-    embeddings_class: type[nn.Module] = _Embeddings
+    embeddings_class: type[nn.Module] = ReferenceViLTEmbeddings  # the mistakes swap in others
 
     def __init__(self, vocab_size: int, max_text_len: int, image_size: int = 32,
                  patch_size: int = 8, in_channels: int = 3, dim: int = 64, depth: int = 4,
@@ -463,7 +406,7 @@ class _ViLT(nn.Module):
         return self.norm(x)
 
 
-class _NoMask(_ViLT):
+class _NoMask(ReferenceViLT):
     def forward(self, images, tokens):
         x, _ = self.embeddings(images, tokens)
         for block in self.blocks:
@@ -471,7 +414,7 @@ class _NoMask(_ViLT):
         return self.norm(x)
 
 
-class _NoFinalNorm(_ViLT):
+class _NoFinalNorm(ReferenceViLT):
     def forward(self, images, tokens):
         x, mask = self.embeddings(images, tokens)
         for block in self.blocks:
@@ -479,16 +422,16 @@ class _NoFinalNorm(_ViLT):
         return x
 
 
-class _OnlyCls(_ViLT):
+class _OnlyCls(ReferenceViLT):
     def forward(self, images, tokens):
         return super().forward(images, tokens)[:, 0]
 
 
-class _NoTypesViLT(_ViLT):
+class _NoTypesViLT(ReferenceViLT):
     embeddings_class = _NoTypes
 
 
-class _TextFirstViLT(_ViLT):
+class _TextFirstViLT(ReferenceViLT):
     embeddings_class = _TextFirst
 
 
@@ -574,8 +517,7 @@ class ReferenceITMHead(nn.Module):
         self.fc = nn.Linear(dim, 2)
 
     def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        if cls.ndim < 2 or cls.shape[-1] != self.dim:
-            raise ValueError("expected [CLS] features (B, D)")
+        _check_last_dim(cls, self.dim, "[CLS] features (B, D)")
         return self.fc(torch.tanh(self.pooler(cls)))
 
 
@@ -590,8 +532,7 @@ class ReferenceMLMHead(nn.Module):
         self.decoder = nn.Linear(dim, vocab_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim < 2 or x.shape[-1] != self.dim:
-            raise ValueError("expected text features (..., D)")
+        _check_last_dim(x, self.dim, "text features (..., D)")
         return self.decoder(self.norm(F.gelu(self.dense(x))))
 
 
@@ -606,109 +547,14 @@ class ReferenceVQAHead(nn.Module):
         self.fc2 = nn.Linear(2 * dim, num_answers)
 
     def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        if cls.ndim < 2 or cls.shape[-1] != self.dim:
-            raise ValueError("expected [CLS] features (B, D)")
-        return self.fc2(F.gelu(self.norm(self.fc1(cls))))
-
-
-# The wrong variants build on copies (the reference's code is refused while they run).
-class _ITM(nn.Module):
-    """ViLT's pooler (Linear + tanh on [CLS]) and its 2-way ITM classifier."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-        self.pooler = nn.Linear(dim, dim)
-        self.fc = nn.Linear(dim, 2)
-
-    def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        _check_last_dim(cls, self.dim, "[CLS] features (B, D)")
-        return self.fc(torch.tanh(self.pooler(cls)))
-
-
-class _MLM(nn.Module):
-    """BERT's masked-LM head: dense, GELU, LayerNorm, then the decoder to the vocabulary."""
-
-    def __init__(self, dim: int, vocab_size: int):
-        super().__init__()
-        self.dim = dim
-        self.dense = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim)
-        self.decoder = nn.Linear(dim, vocab_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_last_dim(x, self.dim, "text features (..., D)")
-        return self.decoder(self.norm(F.gelu(self.dense(x))))
-
-
-class _VQA(nn.Module):
-    """ViLT's VQA classifier: Linear(D, 2D), LayerNorm, GELU, Linear(2D, num_answers)."""
-
-    def __init__(self, dim: int, num_answers: int):
-        super().__init__()
-        self.dim = dim
-        self.fc1 = nn.Linear(dim, 2 * dim)
-        self.norm = nn.LayerNorm(2 * dim)
-        self.fc2 = nn.Linear(2 * dim, num_answers)
-
-    def forward(self, cls: torch.Tensor) -> torch.Tensor:
         _check_last_dim(cls, self.dim, "[CLS] features (B, D)")
         return self.fc2(F.gelu(self.norm(self.fc1(cls))))
 
 
-class _ITMNoTanh(_ITM):
-    def forward(self, cls):
-        return self.fc(self.pooler(cls))
-
-
-class _ITMNoPooler(_ITM):
-    def forward(self, cls):
-        return self.fc(torch.tanh(cls))
-
-
-class _ITMReLU(_ITM):
-    def forward(self, cls):
-        return self.fc(torch.relu(self.pooler(cls)))
-
-
-class _MLMNormFirst(_MLM):
-    def forward(self, x):
-        return self.decoder(F.gelu(self.norm(self.dense(x))))
-
-
-class _MLMNoNorm(_MLM):
-    def forward(self, x):
-        return self.decoder(F.gelu(self.dense(x)))
-
-
-class _MLMNoTransform(_MLM):
-    def forward(self, x):
-        return self.decoder(x)
-
-
-class _MLMTanhGelu(_MLM):
-    def forward(self, x):
-        return self.decoder(self.norm(F.gelu(self.dense(x), approximate="tanh")))
-
-
-class _VQAGeluFirst(_VQA):
-    def forward(self, cls):
-        return self.fc2(self.norm(F.gelu(self.fc1(cls))))
-
-
-class _VQANoNorm(_VQA):
-    def forward(self, cls):
-        return self.fc2(F.gelu(self.fc1(cls)))
-
-
-class _VQAReLU(_VQA):
-    def forward(self, cls):
-        return self.fc2(torch.relu(self.norm(self.fc1(cls))))
-
-
-class _VQASoftmax(_VQA):
-    def forward(self, cls):
-        return super().forward(cls).softmax(dim=-1)
+def _variant(reference: type[nn.Module], forward: Callable) -> type[nn.Module]:
+    """A wrong head: the reference's parameters, another ``forward(head, x)``."""
+    return type(f"Wrong{reference.__name__.removeprefix('Reference')}", (reference,),
+                {"forward": forward})
 
 
 def _head_case(name: str, generator: torch.Generator, module: nn.Module, init: dict,
@@ -741,51 +587,50 @@ def _head_cases(reference: type[nn.Module], args: Callable[[int], dict], text: b
     return cases
 
 
-ITMHead = Check(
-    exercise="ITMHead",
-    reference=ReferenceITMHead,
-    cases=_head_cases(ReferenceITMHead, lambda d: {"dim": d}, text=False),
-    run=run_module,
-    mistakes=[
-        Mistake("the pooler is Linear then tanh (ViLT's Pooler, as BERT's): "
-                "fc(tanh(pooler(cls))).", _ITMNoTanh),
-        Mistake("apply the pooler's Linear before the tanh: fc(tanh(pooler(cls))).",
-                _ITMNoPooler),
-        Mistake("the pooler's activation is tanh, not ReLU.", _ITMReLU),
-    ],
-)
+def _head_check(reference: type[nn.Module], args: Callable[[int], dict], text: bool,
+                mistakes: Sequence[tuple[str, Callable]]) -> Check:
+    """The check of a head, built with ``args(width)`` and run on [CLS] (or, ``text``, on
+    every text position's) features. Each mistake is a hint and a wrong ``forward(head, x)``
+    on the reference's parameters."""
+    return Check(exercise=reference.__name__.removeprefix("Reference"), reference=reference,
+                 cases=_head_cases(reference, args, text), run=run_module,
+                 mistakes=[Mistake(hint, _variant(reference, forward))
+                           for hint, forward in mistakes])
 
-MLMHead = Check(
-    exercise="MLMHead",
-    reference=ReferenceMLMHead,
-    cases=_head_cases(ReferenceMLMHead, lambda d: {"dim": d, "vocab_size": 9}, text=True),
-    run=run_module,
-    mistakes=[
-        Mistake("BERT's transform is dense → GELU → LayerNorm (LayerNorm last), then the "
-                "decoder.", _MLMNormFirst),
-        Mistake("the LayerNorm after the GELU is missing: decoder(norm(gelu(dense(x)))).",
-                _MLMNoNorm),
-        Mistake("the transform (dense → GELU → LayerNorm) before the decoder is missing.",
-                _MLMNoTransform),
-        Mistake("use the exact GELU (F.gelu / nn.GELU() default), not approximate='tanh'.",
-                _MLMTanhGelu),
-    ],
-)
 
-VQAHead = Check(
-    exercise="VQAHead",
-    reference=ReferenceVQAHead,
-    cases=_head_cases(ReferenceVQAHead, lambda d: {"dim": d, "num_answers": 15}, text=False),
-    run=run_module,
-    mistakes=[
-        Mistake("ViLT's VQA classifier is fc1 → LayerNorm → GELU → fc2 (LayerNorm before the "
-                "GELU, unlike the MLM head).", _VQAGeluFirst),
-        Mistake("the LayerNorm between fc1 and the GELU is missing.", _VQANoNorm),
-        Mistake("the activation is GELU, not ReLU.", _VQAReLU),
-        Mistake("return logits, not probabilities: cross_entropy applies the softmax itself.",
-                _VQASoftmax),
-    ],
-)
+ITMHead = _head_check(ReferenceITMHead, lambda d: {"dim": d}, text=False, mistakes=[
+    ("the pooler is Linear then tanh (ViLT's Pooler, as BERT's): fc(tanh(pooler(cls))).",
+     lambda h, cls: h.fc(h.pooler(cls))),
+    ("apply the pooler's Linear before the tanh: fc(tanh(pooler(cls))).",
+     lambda h, cls: h.fc(torch.tanh(cls))),
+    ("the pooler's activation is tanh, not ReLU.",
+     lambda h, cls: h.fc(torch.relu(h.pooler(cls)))),
+])
+
+MLMHead = _head_check(ReferenceMLMHead, lambda d: {"dim": d, "vocab_size": 9}, text=True,
+                      mistakes=[
+    ("BERT's transform is dense → GELU → LayerNorm (LayerNorm last), then the decoder.",
+     lambda h, x: h.decoder(F.gelu(h.norm(h.dense(x))))),
+    ("the LayerNorm after the GELU is missing: decoder(norm(gelu(dense(x)))).",
+     lambda h, x: h.decoder(F.gelu(h.dense(x)))),
+    ("the transform (dense → GELU → LayerNorm) before the decoder is missing.",
+     lambda h, x: h.decoder(x)),
+    ("use the exact GELU (F.gelu / nn.GELU() default), not approximate='tanh'.",
+     lambda h, x: h.decoder(h.norm(F.gelu(h.dense(x), approximate="tanh")))),
+])
+
+VQAHead = _head_check(ReferenceVQAHead, lambda d: {"dim": d, "num_answers": 15}, text=False,
+                      mistakes=[
+    ("ViLT's VQA classifier is fc1 → LayerNorm → GELU → fc2 (LayerNorm before the GELU, "
+     "unlike the MLM head).",
+     lambda h, cls: h.fc2(h.norm(F.gelu(h.fc1(cls))))),
+    ("the LayerNorm between fc1 and the GELU is missing.",
+     lambda h, cls: h.fc2(F.gelu(h.fc1(cls)))),
+    ("the activation is GELU, not ReLU.",
+     lambda h, cls: h.fc2(torch.relu(h.norm(h.fc1(cls))))),
+    ("return logits, not probabilities: cross_entropy applies the softmax itself.",
+     lambda h, cls: ReferenceVQAHead.forward(h, cls).softmax(dim=-1)),
+])
 
 
 # --- random procedures: judged from many seeded draws ------------------------------------------
@@ -833,15 +678,7 @@ def _structure(key: str, actual: Any, expected: Any) -> str | None:
         return f"{key} is missing"
     if not torch.is_tensor(expected):
         return None
-    if type(actual) is not torch.Tensor:
-        return f"{what} should be a torch.Tensor, got {describe(actual)}"
-    if actual.shape != expected.shape:
-        return f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    if actual.dtype != expected.dtype:
-        return f"{what} has dtype {actual.dtype}, expected {expected.dtype}"
-    if actual.device != expected.device:
-        return f"{what} is on {actual.device}, expected {expected.device} (the input's device)"
-    return None
+    return tensor_structure_difference(what, actual, expected)
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -899,6 +736,35 @@ def _same(a: Any, b: Any) -> bool:
         a.dtype == b.dtype and bool((a.cpu() == b.cpu()).all())
 
 
+def _run_draws(watched: Sequence[str], count: int) -> Callable[[Callable, Case], Outputs]:
+    """The run of a random procedure: on refused inputs, what it raised; otherwise ``count``
+    outputs over the case's seeded draws, two repeats (the same seed, the next seed), a call
+    without a generator, and the ``watched`` tensor arguments after a call (they must come back
+    unchanged)."""
+
+    def run(fn: Callable, case: Case) -> Outputs:
+        args = {k: v for k, v in case.inputs.items() if k not in ("seed", "draws")}
+        if case.raises is not None:
+            try:
+                fn(*_fresh(args))
+            except case.raises as error:
+                return {"raised": type(error).__name__}
+            return {"raised": None}
+        device, seed = args[watched[0]].device, case.inputs["seed"]
+        outputs = _draws(fn, args, device, seed, case.inputs["draws"], count)
+        outputs.update(_repeat(fn, args, device, seed, "repeat"))
+        outputs.update(_repeat(fn, args, device, seed + 1, "other seed"))
+        no_generator = fn(*_fresh(args))
+        outputs["no generator"] = tuple(no_generator) if isinstance(no_generator, tuple | list) \
+            else no_generator
+        after = dict(zip(args, _fresh(args), strict=True))
+        fn(*after.values())
+        outputs.update({f"{name} after the call": after[name] for name in watched})
+        return outputs
+
+    return run
+
+
 # --- mask_tokens ----------------------------------------------------------------------------
 
 MASK_DRAWS = 40
@@ -917,27 +783,6 @@ def reference_mask_tokens(input_ids: torch.Tensor, mask_token_id: int, mask_prob
     chosen = (draw < mask_prob) & ~special
     return (input_ids.masked_fill(chosen, mask_token_id),
             torch.where(chosen, input_ids, torch.full_like(input_ids, -100)))
-
-
-def _run_mask_tokens(fn: Callable, case: Case) -> Outputs:
-    args = {k: v for k, v in case.inputs.items() if k not in ("seed", "draws")}
-    if case.raises is not None:
-        try:
-            fn(*_fresh(args))
-        except case.raises as error:
-            return {"raised": type(error).__name__}
-        return {"raised": None}
-    device, seed = args["input_ids"].device, case.inputs["seed"]
-    ids = args["input_ids"].clone()
-    outputs = _draws(fn, args, device, seed, case.inputs["draws"], count=2)
-    outputs.update(_repeat(fn, args, device, seed, "repeat"))
-    outputs.update(_repeat(fn, args, device, seed + 1, "other seed"))
-    no_generator = fn(*_fresh(args))
-    outputs["no generator"] = tuple(no_generator) if isinstance(no_generator, tuple | list) \
-        else no_generator
-    fn(ids, *list(args.values())[1:])  # the same tensor passed in: must come back unchanged
-    outputs["input_ids after the call"] = ids
-    return outputs
 
 
 SPECIALS_HINT = ("special tokens (<pad>, <start>, <end>, ... : special_token_ids) are never "
@@ -1044,16 +889,6 @@ def _mask_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
     return cases
 
 
-def _plain_mask(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
-    """A copy of the reference for the wrong variants below."""
-    special = torch.isin(input_ids, torch.tensor(list(special_token_ids),
-                                                  device=input_ids.device))
-    draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-    chosen = (draw < mask_prob) & ~special
-    return (input_ids.masked_fill(chosen, mask_token_id),
-            torch.where(chosen, input_ids, torch.full_like(input_ids, -100)))
-
-
 def _mask_specials(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
     draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
     chosen = draw < mask_prob
@@ -1062,35 +897,35 @@ def _mask_specials(input_ids, mask_token_id, mask_prob, special_token_ids, gener
 
 
 def _labels_everywhere(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
-    masked, _ = _plain_mask(input_ids, mask_token_id, mask_prob, special_token_ids,
-                                      generator)
+    masked, _ = reference_mask_tokens(input_ids, mask_token_id, mask_prob,
+                                      special_token_ids, generator)
     return masked, input_ids.clone()
 
 
 def _labels_inverted(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
-    masked, labels = _plain_mask(input_ids, mask_token_id, mask_prob,
+    masked, labels = reference_mask_tokens(input_ids, mask_token_id, mask_prob,
                                            special_token_ids, generator)
     return masked, torch.where(labels == -100, input_ids, torch.full_like(input_ids, -100))
 
 
 def _probability_inverted(input_ids, mask_token_id, mask_prob, special_token_ids,
                           generator=None):
-    return _plain_mask(input_ids, mask_token_id, 1 - mask_prob, special_token_ids,
-                                 generator)
+    return reference_mask_tokens(input_ids, mask_token_id, 1 - mask_prob,
+                                 special_token_ids, generator)
 
 
 def _ignores_generator(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
-    return _plain_mask(input_ids, mask_token_id, mask_prob, special_token_ids)
+    return reference_mask_tokens(input_ids, mask_token_id, mask_prob, special_token_ids)
 
 
 def _in_place(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
-    masked, labels = _plain_mask(input_ids, mask_token_id, mask_prob,
+    masked, labels = reference_mask_tokens(input_ids, mask_token_id, mask_prob,
                                            special_token_ids, generator)
     return input_ids.copy_(masked), labels
 
 
 def _bert_80_10_10(input_ids, mask_token_id, mask_prob, special_token_ids, generator=None):
-    masked, labels = _plain_mask(input_ids, mask_token_id, mask_prob,
+    masked, labels = reference_mask_tokens(input_ids, mask_token_id, mask_prob,
                                            special_token_ids, generator)
     chosen = labels != -100
     u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
@@ -1105,7 +940,7 @@ mask_tokens = DrawCheck(
     exercise="mask_tokens",
     reference=reference_mask_tokens,
     cases=_mask_cases,
-    run=_run_mask_tokens,
+    run=_run_draws(["input_ids"], count=2),
     judge=_judge_mask_tokens,
     mistakes=[
         Mistake(SPECIALS_HINT, _mask_specials),
@@ -1137,27 +972,6 @@ def reference_make_itm_batch(images: torch.Tensor, tokens: torch.Tensor,
     index = torch.arange(batch, device=device)
     other = torch.where(mismatch, (index + shift) % batch, index)
     return images[other], tokens, (~mismatch).long()
-
-
-def _run_itm(fn: Callable, case: Case) -> Outputs:
-    args = {k: v for k, v in case.inputs.items() if k not in ("seed", "draws")}
-    if case.raises is not None:
-        try:
-            fn(*_fresh(args))
-        except case.raises as error:
-            return {"raised": type(error).__name__}
-        return {"raised": None}
-    device, seed = args["images"].device, case.inputs["seed"]
-    outputs = _draws(fn, args, device, seed, case.inputs["draws"], count=3)
-    outputs.update(_repeat(fn, args, device, seed, "repeat"))
-    outputs.update(_repeat(fn, args, device, seed + 1, "other seed"))
-    no_generator = fn(*_fresh(args))
-    outputs["no generator"] = tuple(no_generator) if isinstance(no_generator, tuple | list) \
-        else no_generator
-    after = _fresh(args)
-    fn(*after)  # the same tensors passed in: must come back unchanged
-    outputs["images after the call"], outputs["tokens after the call"] = after
-    return outputs
 
 
 ITM_INVERTED_HINT = ("the ITM labels are inverted: 1 means the pair matches (the text is the "
@@ -1256,18 +1070,8 @@ def _itm_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
     return cases
 
 
-def _itm_pairs(images, tokens, generator=None):
-    """A copy of the reference for the wrong variants below."""
-    batch, device = len(images), images.device
-    mismatch = torch.rand(batch, generator=generator, device=device) < 0.5
-    shift = torch.randint(1, batch, (batch,), generator=generator, device=device)
-    index = torch.arange(batch, device=device)
-    other = torch.where(mismatch, (index + shift) % batch, index)
-    return images[other], tokens, (~mismatch).long()
-
-
 def _itm_inverted(images, tokens, generator=None):
-    images, tokens, labels = _itm_pairs(images, tokens, generator)
+    images, tokens, labels = reference_make_itm_batch(images, tokens, generator)
     return images, tokens, 1 - labels
 
 
@@ -1287,14 +1091,14 @@ def _itm_all_mismatched(images, tokens, generator=None):
 
 
 def _itm_ignores_generator(images, tokens, generator=None):
-    return _itm_pairs(images, tokens)
+    return reference_make_itm_batch(images, tokens)
 
 
 make_itm_batch = DrawCheck(
     exercise="make_itm_batch",
     reference=reference_make_itm_batch,
     cases=_itm_cases,
-    run=_run_itm,
+    run=_run_draws(["images", "tokens"], count=3),
     judge=_judge_itm,
     mistakes=[
         Mistake(ITM_INVERTED_HINT, _itm_inverted),
