@@ -161,15 +161,7 @@ def copy_submission(entry: Entry, course: Path) -> Entry:
         shutil.rmtree(target)
     target.mkdir(parents=True)
     if entry.folder is not None:
-        for path in sorted(entry.folder.rglob("*")):
-            relative = path.relative_to(entry.folder)
-            if path.is_symlink() or relative.parts[0] == ".ipynb_checkpoints":
-                continue
-            if path.is_dir():
-                (target / relative).mkdir(parents=True, exist_ok=True)
-            elif path.is_file() and path.stat().st_size <= 64 << 20:
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target / relative)
+        submissions.copy_files(entry.folder, target)
     notebook = None
     if entry.notebook is not None:
         notebook = target / f"{entry.assignment}.ipynb"

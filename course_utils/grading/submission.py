@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -245,19 +246,29 @@ def _submission_files(job: Job, target: Path) -> Path:
     """The files the kernel sees beside the notebook: the submission's other files, then the
     assignment's own (which win, as with nbgrader), never the notebook itself."""
     target.mkdir(parents=True)
-    sources = [Path(p) for p in (job.folder, job.extra) if p]
-    for source in sources:
-        for path in sorted(source.rglob("*")):
-            relative = path.relative_to(source)
-            if path.is_symlink() or relative.parts[0] in (".ipynb_checkpoints", "__pycache__") \
-                    or path.suffix == ".ipynb" or relative.name == "timestamp.txt":
-                continue
-            if path.is_dir():
-                (target / relative).mkdir(parents=True, exist_ok=True)
-            elif path.is_file() and path.stat().st_size <= 64 << 20:
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target / relative)
+    for source in [Path(p) for p in (job.folder, job.extra) if p]:
+        copy_files(source, target, skip=lambda relative: relative.parts[0] == "__pycache__"
+                   or relative.suffix == ".ipynb" or relative.name == "timestamp.txt")
     return target
+
+
+MAX_FILE_BYTES = 64 << 20  # a larger file beside a notebook is not copied
+
+
+def copy_files(source: Path, target: Path,
+               skip: Callable[[Path], bool] = lambda relative: False) -> None:
+    """Copy the folders and regular files under ``source`` into ``target`` (which exists),
+    leaving out links, files over MAX_FILE_BYTES, notebook checkpoints and every path
+    (relative to ``source``) for which ``skip`` is true."""
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_symlink() or relative.parts[0] == ".ipynb_checkpoints" or skip(relative):
+            continue
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        elif path.is_file() and path.stat().st_size <= MAX_FILE_BYTES:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
 
 
 def _test_cells(notebook) -> dict[str, tuple[int, str]]:
