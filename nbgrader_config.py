@@ -18,3 +18,8 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Training cells take minutes on a laptop CPU: nbgrader's default of 30 s per cell is too short.
 c.Execute.timeout = 900
 c.Execute.interrupt_on_timeout = True
+
+# Formgrader and the feedback pages are opened in a browser logged into the instructor's
+# Jupyter server: render the HTML of students' Markdown and outputs inert (no scripts, no
+# event handlers). `python -m course_utils grade` also drops such outputs from autograded/.
+c.HTMLExporter.sanitize_html = True

@@ -85,6 +85,15 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-preflight", action="store_true",
                        help="do not grade the instructor's solution first")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument("--resume", action="store_true",
+                       help="grade only what the last run's report does not hold yet (a "
+                            "submission changed since is graded again)")
+    grade.add_argument("--grading-timeout", type=float, metavar="SECONDS",
+                       help="per-submission limit for everything the grader does, from "
+                            "outside (default: twice --timeout plus 10 minutes)")
+    grade.add_argument("--timestamp-tolerance", type=float, default=600.0, metavar="SECONDS",
+                       help="flag a student's timestamp.txt that disagrees with the time the "
+                            "submission was received by more than this (default: 600)")
     return main
 
 
@@ -106,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             course=args.course, output=args.output, cell_timeout=args.cell_timeout,
             timeout=args.timeout, memory_gb=args.memory, device=args.device,
             unsafe=args.unsafe, feedback=not args.no_feedback,
-            preflight=not args.no_preflight, progress=not args.no_progress))
+            preflight=not args.no_preflight, progress=not args.no_progress,
+            resume=args.resume, grading_timeout=args.grading_timeout,
+            timestamp_tolerance=args.timestamp_tolerance))
 
     from course_utils import release
 

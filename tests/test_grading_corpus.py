@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -183,6 +184,106 @@ OUTPUT_FLOOD = '''while True:
 '''
 
 
+# Honest habits the grader must not punish ----------------------------------------------------
+
+HELPER_CELL = '''SCALE = 255.0  # my own constant
+
+
+def _channels_first(image):
+    return torch.from_numpy(image).permute(2, 0, 1)
+'''
+
+USES_HELPER_TO_CHW = '''def to_chw_float(image: np.ndarray) -> torch.Tensor:
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError("expected (H, W, 3)")
+    return _channels_first(image).float() / SCALE
+'''
+
+HELPER_AFTER = '''def _luma(x):
+    weights = torch.tensor([0.2989, 0.587, 0.114], dtype=x.dtype, device=x.device)
+    return (x * weights.view(3, 1, 1)).sum(dim=-3, keepdim=True)
+'''
+
+USES_LATER_HELPER_RGB = '''def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    if x.ndim < 3 or x.shape[-3] != 3:
+        raise ValueError("expected (..., 3, H, W)")
+    return _luma(x)  # defined in my next cell
+'''
+
+LOGGING_CELL = '''import logging
+import sys
+
+log = logging.getLogger("my_notebook")
+log.addHandler(logging.StreamHandler(sys.stderr))  # a handler on the real stderr
+log.setLevel(logging.INFO)
+'''
+
+LOGS_TO_CHW = '''def to_chw_float(image: np.ndarray) -> torch.Tensor:
+    log.warning("converting an image of shape %s", image.shape)
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError("expected (H, W, 3)")
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+'''
+
+KERNEL_ONLY_FAILURE_TO_CHW = '''import sys
+
+
+def to_chw_float(image: np.ndarray) -> torch.Tensor:
+    """Right everywhere but in a Jupyter kernel: the re-check passes, the notebook fails."""
+    if "ipykernel" in sys.modules:
+        raise RuntimeError("something only my notebook does")
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError("expected (H, W, 3)")
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+'''
+
+# Forbidden functions reached without their name ------------------------------------------------
+
+ALIAS_TO_CHW = '''from torchvision.transforms.functional import to_tensor as _convert
+
+
+def to_chw_float(image: np.ndarray, _f=_convert) -> torch.Tensor:
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError("expected (H, W, 3)")
+    return _f(image)
+'''
+
+# Files the trusted grader reads, replaced -------------------------------------------------------
+
+FIFO_PROGRESS = '''import os
+import sys
+
+for _folder in sys.argv[1:]:  # the re-check runner's exchange folder: its progress file
+    _path = os.path.join(_folder, "progress.txt")
+    if os.path.isdir(_folder) and os.path.exists(_path):
+        os.remove(_path)
+        os.mkfifo(_path)
+if "-f" in sys.argv:  # the kernel's connection file
+    _path = sys.argv[sys.argv.index("-f") + 1]
+    if os.path.exists(_path):
+        os.remove(_path)
+        os.mkfifo(_path)
+'''
+
+# Student outputs that would run in the instructor's browser -----------------------------------
+
+MARKER = "window.STUDENT_MARKER"
+
+SCRIPT_OUTPUTS = f'''from IPython.display import HTML, SVG, Javascript, Markdown, display
+
+display(HTML("<b>bold</b><script>{MARKER} = 1</script>"))
+display(Javascript("{MARKER} = 2"))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg"><script>{MARKER} = 3</script></svg>'))
+display(Markdown('<img src="x" onerror="{MARKER} = 4">'))
+display({{"application/vnd.jupyter.widget-view+json": {{"model_id": "abc", "version_major": 2,
+                                                       "version_minor": 0}},
+         "text/html": "<script>{MARKER} = 5</script>"}}, raw=True)
+'''
+
+SCRIPT_ANSWER = f'''Grayscale keeps luminance. <script>{MARKER} = 6</script>
+<img src="x" onerror="{MARKER} = 7"> <iframe src="javascript:{MARKER} = 8"></iframe>'''
+
+
 def reader(paths: list[str]) -> str:
     return f'''import os
 
@@ -272,6 +373,11 @@ def insert_after(notebook, name: str, source: str) -> nbformat.NotebookNode:
     return notebook
 
 
+def insert_before(notebook, name: str, source: str) -> nbformat.NotebookNode:
+    notebook.cells.insert(index_of(notebook, name), nbformat.v4.new_code_cell(source))
+    return notebook
+
+
 @dataclass
 class Expected:
     scores: dict[str, float]  # test cell -> points
@@ -323,6 +429,13 @@ EXPECTED: dict[str, Expected] = {
     "invalid_json": Expected(both(0, 0), {"invalid_notebook"}, "failed", set(TESTS)),
     "symlink_to_solution": Expected(both(0, 0), {"invalid_notebook"}, "failed", set(TESTS)),
     "missing": Expected(both(0, 0), {"missing_notebook"}, "failed", set(TESTS)),
+    "helper_cells": Expected(both(2, 2)),
+    "logs_to_stderr": Expected(both(2, 2)),
+    "kernel_only_failure": Expected(both(2, 2)),
+    "alias_to_forbidden": Expected(both(0, 2), wrong=WRONG_1),
+    "fifo_for_grader_files": Expected(both(2, 2)),
+    "script_outputs": Expected(both(2, 2)),
+    "claims_earlier_time": Expected(both(2, 2), {"timestamp_mismatch"}),
     "zz_control": Expected(both(2, 2)),
 }
 
@@ -371,6 +484,20 @@ def build_corpus(course: Path, port: int) -> None:
         "invalid_json": '{"cells": [ this is not JSON',
         "missing": None,
     }
+    helpers = insert_before(corpus.student(to_chw_float=USES_HELPER_TO_CHW,
+                                           rgb_to_grayscale=USES_LATER_HELPER_RGB),
+                            "to_chw_float", HELPER_CELL)
+    notebooks["helper_cells"] = insert_after(helpers, "rgb_to_grayscale", HELPER_AFTER)
+    notebooks["logs_to_stderr"] = insert_before(corpus.student(to_chw_float=LOGS_TO_CHW),
+                                                "to_chw_float", LOGGING_CELL)
+    notebooks["kernel_only_failure"] = corpus.student(to_chw_float=KERNEL_ONLY_FAILURE_TO_CHW)
+    notebooks["alias_to_forbidden"] = corpus.student(to_chw_float=ALIAS_TO_CHW)
+    notebooks["fifo_for_grader_files"] = corpus.student(
+        to_chw_float=FIFO_PROGRESS + "\n\n" + corpus.solutions["to_chw_float"])
+    scripts = insert_after(corpus.student(), "setup", SCRIPT_OUTPUTS)
+    scripts.cells[index_of(scripts, "written_grayscale")].source = SCRIPT_ANSWER
+    notebooks["script_outputs"] = scripts
+    notebooks["claims_earlier_time"] = corpus.student()
     deleted = corpus.student()
     del deleted.cells[index_of(deleted, "test_to_chw_float")]
     notebooks["deleted_test"] = deleted
@@ -411,6 +538,8 @@ def build_corpus(course: Path, port: int) -> None:
             (folder / f"{NAME}.ipynb").write_text(notebook)
         elif notebook is not None:
             nbformat.write(notebook, folder / f"{NAME}.ipynb")
+    (course / "submitted" / "claims_earlier_time" / NAME / "timestamp.txt").write_text(
+        "2026-01-01 09:00:00.000000 UTC")  # a claim far from when it reached the grader
     folder = course / "submitted" / "symlink_to_solution" / NAME
     folder.mkdir(parents=True)
     (folder / f"{NAME}.ipynb").symlink_to(course / "solutions" / NAME / f"{NAME}.ipynb")
@@ -587,3 +716,92 @@ def test_the_csv_has_a_row_per_student_and_the_totals(graded):
     assert len(rows) == 1 + len(EXPECTED)
     correct = next(r for r in rows if r.startswith("correct,"))
     assert correct.split(",")[-5:] == ["4", "4", "4", "6", ""]
+
+
+def test_helpers_in_the_students_own_cells_count_in_the_recheck(graded):
+    entry = graded.report["helper_cells"]
+    assert entry["reasons"] == [] and entry["score"] == 4, json.dumps(entry)[:2000]
+    assert all(cell["recheck"] == "passed" for name, cell in entry["cells"].items()
+               if name in TESTS)
+
+
+def test_logging_to_stderr_is_no_accusation(graded):
+    entry = graded.report["logs_to_stderr"]
+    assert entry["reasons"] == [] and entry["score"] == 4
+    assert all(entry["cells"][name]["kernel"] == "passed" for name in TESTS)  # a clean pass
+    assert "converting an image" in graded.output_text("logs_to_stderr")  # shown, on stdout
+    failing = graded.report["kernel_only_failure"]  # failed in the kernel, passed outside
+    assert failing["reasons"] == [] and failing["score"] == 4
+    assert any("test_to_chw_float failed in the notebook" in d and "RuntimeError" in d
+               for d in failing["details"])
+
+
+def test_a_saved_alias_of_a_forbidden_function_is_refused_in_the_kernel_and_the_recheck(graded):
+    cell = graded.report["alias_to_forbidden"]["cells"]["test_to_chw_float"]
+    assert cell["kernel"] == "failed" and cell["recheck"] == "failed"
+    assert "to_tensor" in " ".join(cell["messages"])
+
+
+def test_a_fifo_in_place_of_a_file_the_grader_reads_blocks_nothing(graded):
+    entry = graded.report["fifo_for_grader_files"]
+    assert entry["status"] == "graded" and entry["score"] == 4
+    assert entry["seconds"]["total"] < 200
+
+
+def test_no_student_script_reaches_the_instructors_browser(graded):
+    student = "script_outputs"
+    notebook = json.loads(graded.notebook_text(student))
+    kinds = {mime for cell in notebook["cells"] for output in cell.get("outputs", [])
+             for mime in output.get("data", {})}
+    assert kinds <= {"text/plain", "image/png", "image/jpeg"}, kinds
+    assert "widgets" not in notebook["metadata"]
+    assert "<b>bold</b>" in graded.output_text(student) or "bold" in json.dumps(notebook)
+    feedback = (graded.course / "feedback" / student / NAME / f"{NAME}.html").read_text()
+    live = LiveCode()
+    live.feed(feedback)
+    assert live.scripts and not any(MARKER in script for script in live.scripts)
+    assert not any(MARKER in value for value in live.attributes), \
+        [v for v in live.attributes if MARKER in v]
+    assert "Grayscale keeps luminance" in feedback  # the written answer is still there
+
+
+class LiveCode(HTMLParser):
+    """What a browser would run in a page: its scripts, and attributes that run code (event
+    handlers, ``javascript:`` links and sources). Text, escaped markup included, is inert."""
+
+    def __init__(self):
+        super().__init__()
+        self.scripts: list[str] = []
+        self.attributes: list[str] = []
+        self.in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.in_script = tag == "script"
+        if self.in_script:
+            self.scripts.append("")
+        for name, value in attrs:
+            if name.startswith("on") or (value or "").strip().lower().startswith(
+                    "javascript:"):
+                self.attributes.append(f"{name}={value}")
+
+    def handle_endtag(self, tag):
+        self.in_script = False
+
+    def handle_data(self, data):
+        if self.in_script:
+            self.scripts[-1] += data
+
+
+def test_the_submission_time_is_the_instructors_and_a_false_claim_is_flagged(graded):
+    import datetime
+
+    from nbgrader.api import Gradebook
+
+    entry = graded.report["claims_earlier_time"]
+    assert entry["claimed"].startswith("2026-01-01T09:00:00")
+    assert entry["received"] and not entry["received"].startswith("2026-01-01")
+    assert any("timestamp.txt claims" in d for d in entry["details"])
+    with Gradebook(f"sqlite:///{graded.course / 'gradebook.db'}") as gradebook:
+        stored = gradebook.find_submission(NAME, "claims_earlier_time").timestamp
+    received = datetime.datetime.fromisoformat(entry["received"]).replace(tzinfo=None)
+    assert abs((stored - received).total_seconds()) < 2

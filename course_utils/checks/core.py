@@ -409,11 +409,36 @@ def quiet() -> Iterator[None]:
 
     nbgrader gives a test cell no points if it writes to stderr, so a deprecation warning
     in a student's (otherwise right) code must not cost them the cell. Warnings are dropped;
-    anything printed to ``sys.stderr`` goes to stdout instead.
+    anything printed to ``sys.stderr``, or logged by a handler on stderr, goes to stdout
+    instead.
     """
-    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
+    stderr = sys.stderr
+    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout), \
+            _logging_to(sys.stdout, stderr):
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def _logging_to(stream, stderr) -> Iterator[None]:
+    """Point every logging handler that writes to ``stderr`` (the notebook's or the process's)
+    at ``stream`` for the duration: a student's ``logging.warning`` is shown, not on stderr."""
+    import logging
+
+    errs = {id(stderr), id(sys.__stderr__)}
+    loggers = [logging.getLogger()] + [logger for logger in
+                                       list(logging.Logger.manager.loggerDict.values())
+                                       if isinstance(logger, logging.Logger)]
+    moved = []
+    for handler in {id(h): h for lg in loggers for h in lg.handlers}.values():
+        if isinstance(handler, logging.StreamHandler) and id(handler.stream) in errs:
+            moved.append((handler, handler.stream))
+            handler.stream = stream
+    try:
+        yield
+    finally:
+        for handler, original in moved:
+            handler.stream = original
 
 
 # --- data across processes ------------------------------------------------------------------

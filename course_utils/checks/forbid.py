@@ -7,10 +7,14 @@ call ``F.conv2d`` behind the check's back. ``Forbidden`` refuses a function at t
    ``TorchFunctionMode``: this catches every alias, ``from ... import`` included;
 2. torch's kernels (``aten::convolution``, ``aten::im2col``, ...), through a
    ``TorchDispatchMode``: this catches ``nn.Conv2d`` and ``torch.ops.aten`` calls;
-3. other libraries' objects (``open_clip.loss.ClipLoss``), replaced while the code runs;
+3. other libraries' objects (``open_clip.loss.ClipLoss``, torchvision's ``to_tensor``),
+   replaced while the code runs (a clear message for the usual way of calling them) and
+   refused by their code objects too (level 4);
 4. Python code that must not run however it was reached (a check's own reference, the
-   course's reference blocks), by the code objects it executes, through ``sys.settrace``:
-   this catches names bound before the check ran (``from x import ClipLoss``).
+   course's reference blocks, the objects of level 3), by the code objects it executes,
+   through ``sys.settrace``: this catches names bound before the check ran (``from x import
+   ClipLoss``, an alias, a default argument, a closure, ``functools.partial``). A student's
+   code that turns the trace off is refused too.
 
 Every refused call is recorded, so a student who catches the error still fails the check.
 """
@@ -89,11 +93,16 @@ class Forbidden:
                 codes.update(dict.fromkeys(code_objects(resolve(dotted)[2]), dotted))
         for name, function in extra_code:
             codes.update(dict.fromkeys(code_objects(function), name))
+        originals = []
+        for dotted in self.attributes:  # by name, and by code (a saved alias, a default
+            with contextlib.suppress(ValueError, AttributeError):  # argument, a closure)
+                owner, name, original = resolve(dotted)
+                originals.append((owner, name, dotted))
+                for code in code_objects(original):
+                    codes.setdefault(code, dotted)
         with contextlib.ExitStack() as stack:
-            for dotted in self.attributes:
-                with contextlib.suppress(ValueError, AttributeError):
-                    owner, name, original = resolve(dotted)
-                    stack.enter_context(_replaced(owner, name, self._stub(dotted)))
+            for owner, name, dotted in originals:
+                stack.enter_context(_replaced(owner, name, self._stub(dotted)))
             if refused:
                 stack.enter_context(_RefuseFunctions(self, refused))
             if self.aten:
@@ -143,8 +152,11 @@ def _refuse_code(forbidden: Forbidden, codes: dict[types.CodeType, str]) -> Iter
     """Refuse calls into ``codes`` for the duration (Python functions only; only "call"
     events are traced, so the cost is one dictionary lookup per Python call)."""
 
+    refused = []
+
     def tracer(frame, event, arg):
         if event == "call" and frame.f_code in codes:
+            refused.append(True)  # Python turns a trace function off when it raises
             raise forbidden.refuse(codes[frame.f_code])
         return None
 
@@ -153,6 +165,9 @@ def _refuse_code(forbidden: Forbidden, codes: dict[types.CodeType, str]) -> Iter
     try:
         yield
     finally:
+        if sys.gettrace() is not tracer and not refused:  # the student's code turned it off
+            forbidden.violations.append("sys.settrace (which turns off this check's watch "
+                                        "on forbidden functions)")
         sys.settrace(previous)
 
 

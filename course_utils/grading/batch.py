@@ -11,24 +11,23 @@ For each assignment the command
    rules the re-check needs (``plan.py``);
 2. copies the submissions into the course's ``submitted/`` folder (when they are elsewhere);
 3. grades the instructor's own solution first, as a check of this machine's set-up, while the
-   worker processes (``--jobs``) grade the submissions, each in its own sandbox
-   (``submission.py``); nothing is recorded unless the solution gets full marks;
-4. records each result in nbgrader's gradebook and ``autograded/`` folder (so formgrader can
-   show it for the written answers), writes the student's feedback HTML (``feedback/``, with
-   no hidden test in it), a CSV of scores and a JSON report of every decision;
+   worker processes (``--jobs``, ``pool.py``) grade the submissions, each in its own sandbox
+   (``submission.py``) and under a deadline kept from outside; nothing is recorded unless
+   the solution gets full marks;
+4. records each result as it comes (``record.py``) in nbgrader's gradebook and
+   ``autograded/`` folder (so formgrader can show it for the written answers), writes the
+   student's feedback HTML (``feedback/``, with no hidden test and no student script in
+   it), and rewrites a CSV of scores and a JSON report of every decision;
 5. ends with a summary: graded, flagged (with reason codes), failed.
 
 The batch never stops early: a submission that crashes, hangs or lies is recorded with its
-reason codes and the next one is graded.
+reason codes and the next one is graded. A batch stopped half-way keeps what it recorded;
+``--resume`` grades the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -38,8 +37,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -47,6 +44,8 @@ import nbformat
 
 from course_utils.grading import plan as plans
 from course_utils.grading import submission as submissions
+from course_utils.grading.pool import run_jobs
+from course_utils.grading.record import Recorder, notebook_digest
 from course_utils.grading.sandbox import GiB, Limits, Sandbox, SandboxUnavailable
 
 PREFLIGHT = "__solution__"
@@ -61,6 +60,21 @@ class Entry:
     notebook: Path | None  # None: the folder holds no such notebook
     folder: Path | None  # nbgrader layout: the submission's folder
     note: str = ""
+    received: float | None = None  # when the file reached the instructor's side (ctime)
+    digest: str | None = None  # sha256 of the notebook (--resume: was it changed since?)
+
+
+def received_time(notebook: Path | None, folder: Path | None) -> float | None:
+    """When the submission reached this machine: the inode change time of its notebook (or of
+    its folder), which ``nbgrader collect``, a download or a copy sets and which no student
+    can choose (``os.utime`` sets the modification time, and changes this one to now)."""
+    for path in (notebook, folder):
+        if path is not None:
+            try:
+                return os.lstat(path).st_ctime
+            except OSError:
+                continue
+    return None
 
 
 # --- finding the submissions ------------------------------------------------------------------
@@ -101,9 +115,9 @@ def discover(root: Path, known: list[str], wanted: list[str] | None) -> tuple[li
                 if not os.path.lexists(notebook):
                     others = sorted(p.name for p in where.glob("*.ipynb"))
                     note = f"found {', '.join(others)} instead" if others else ""
-                entries.append(Entry(assignment, student_id(folder.name),
-                                     notebook if os.path.lexists(notebook) else None, where,
-                                     note))
+                found = notebook if os.path.lexists(notebook) else None
+                entries.append(Entry(assignment, student_id(folder.name), found, where, note,
+                                     received_time(found, where)))
         return entries, warnings
     files = sorted(p for p in root.iterdir() if p.name.endswith(".ipynb"))
     if not files:
@@ -122,7 +136,7 @@ def discover(root: Path, known: list[str], wanted: list[str] | None) -> tuple[li
             warnings.append(f"{path.name}: another file has the same student id; "
                             f"graded as {student}")
         taken.add(student)
-        entries.append(Entry(wanted[0], student, path, None))
+        entries.append(Entry(wanted[0], student, path, None, received=received_time(path, None)))
     for other in sorted(p.name for p in root.iterdir() if p.is_file()
                         and not p.name.endswith(".ipynb")):
         warnings.append(f"ignored {other} (not a notebook)")
@@ -186,204 +200,6 @@ def preflight_notebook(source: Path, release: Path, target: Path) -> Path:
     return target
 
 
-# --- recording results -------------------------------------------------------------------------
-
-
-class Recorder:
-    """Writes results into the course (gradebook, autograded/, feedback/) and the reports."""
-
-    def __init__(self, course: Path, output: Path, feedback: bool):
-        self.course, self.output, self.feedback = course, output, feedback
-        self.db_url = f"sqlite:///{course / 'gradebook.db'}"
-        self.results: dict[str, list[submissions.Result]] = {}
-        self.feedback_errors: list[str] = []
-        self._converter = None
-
-    def record(self, result: submissions.Result, entry: Entry) -> None:
-        import warnings
-
-        with warnings.catch_warnings():  # SQLAlchemy's warnings about nbgrader's sessions
-            warnings.simplefilter("ignore")
-            self._record(result, entry)
-
-    def _record(self, result: submissions.Result, entry: Entry) -> None:
-        from nbgrader.api import Gradebook
-        from nbgrader.preprocessors import SaveAutoGrades
-        from nbgrader.utils import parse_utc
-
-        assignment, student = result.assignment, result.student
-        self.results.setdefault(assignment, []).append(result)
-        timestamp = None
-        if entry.folder is not None and (entry.folder / "timestamp.txt").is_file():
-            with contextlib.suppress(Exception):
-                timestamp = parse_utc((entry.folder / "timestamp.txt").read_text()[:100].strip())
-        autograded = self.course / "autograded" / student / assignment
-        if autograded.exists():
-            shutil.rmtree(autograded)
-        with Gradebook(self.db_url) as gradebook:
-            gradebook.update_or_create_student(student)
-            kwargs = {"timestamp": timestamp} if timestamp else {}
-            gradebook.update_or_create_submission(assignment, student, **kwargs)
-        if result.notebook is not None:
-            autograded.mkdir(parents=True)
-            notebook = nbformat.reads(result.notebook, as_version=4)
-            resources = {"nbgrader": {"notebook": assignment, "assignment": assignment,
-                                      "student": student, "db_url": self.db_url}}
-            SaveAutoGrades().preprocess(notebook, resources)
-            nbformat.write(notebook, autograded / f"{assignment}.ipynb")
-        with Gradebook(self.db_url) as gradebook:
-            for grade_id, cell in result.cells.items():
-                try:
-                    grade = gradebook.find_grade(grade_id, assignment, assignment, student)
-                except Exception:  # noqa: BLE001 (a cell the gradebook does not know)
-                    continue
-                if cell.kind == "test" or result.status == "failed":
-                    grade.auto_score = cell.score if cell.score is not None else 0.0
-                    grade.needs_manual_grade = grade.manual_score is not None
-            gradebook.db.commit()
-        if self.feedback and result.notebook is not None:
-            self.write_feedback(assignment, student)
-        elif result.notebook is None:  # no stale feedback from an earlier run
-            shutil.rmtree(self.course / "feedback" / student / assignment, ignore_errors=True)
-
-    def write_feedback(self, assignment: str, student: str) -> None:
-        """nbgrader's feedback HTML (``feedback/<student>/<assignment>/``)."""
-        try:
-            converter = self.converter()
-            converter.coursedir.assignment_id = assignment
-            converter.coursedir.student_id = student
-            with contextlib.redirect_stdout(io.StringIO()), \
-                    contextlib.redirect_stderr(io.StringIO()):
-                converter.start()
-        except Exception as error:  # noqa: BLE001 (feedback must not stop the batch)
-            self.feedback_errors.append(f"{student}: {type(error).__name__}: {error}")
-
-    def converter(self):
-        if self._converter is None:
-            from nbgrader.converters import GenerateFeedback
-            from nbgrader.coursedir import CourseDirectory
-            from traitlets.config import Config
-            from traitlets.config.loader import PyFileConfigLoader
-
-            config = PyFileConfigLoader("nbgrader_config.py", path=str(self.course)).load_config()
-            config.HTMLExporter.template_name = "feedback"
-            config.Application.log_level = "ERROR"
-            coursedir = CourseDirectory(config=config, root=str(self.course))
-            self._converter = GenerateFeedback(coursedir=coursedir, config=config)
-            self._converter.force = True
-            self._converter.update_config(Config({"GenerateFeedback": {"force": True}}))
-        return self._converter
-
-    def write_reports(self, assignment: str) -> tuple[Path, Path]:
-        """``OUTPUT/<assignment>.csv`` (scores from the gradebook, hand grades included) and
-        ``OUTPUT/<assignment>.json`` (every decision, with its reasons)."""
-        from nbgrader.api import Gradebook
-
-        self.output.mkdir(parents=True, exist_ok=True)
-        results = sorted(self.results.get(assignment, []), key=lambda r: r.student)
-        csv_path = self.output / f"{assignment}.csv"
-        json_path = self.output / f"{assignment}.json"
-        cells = list(results[0].cells) if results else []
-        for result in results:
-            cells += [c for c in result.cells if c not in cells]
-        with Gradebook(self.db_url) as gradebook, open(csv_path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            maxima = {}
-            for result in results:
-                for name, cell in result.cells.items():
-                    maxima[name] = cell.max_score
-            writer.writerow(["student", "status", "reasons"] +
-                            [f"{c} ({maxima.get(c, 0):g})" for c in cells] +
-                            ["autograded", "autograded max", "total", "total max",
-                             "to grade by hand"])
-            for result in results:
-                row, auto, total, to_grade = [], 0.0, 0.0, []
-                for name in cells:
-                    try:
-                        grade = gradebook.find_grade(name, assignment, assignment,
-                                                     result.student)
-                        score, pending = grade.score, grade.needs_manual_grade
-                    except Exception:  # noqa: BLE001
-                        score, pending = None, False
-                    cell = result.cells.get(name)
-                    if pending:
-                        to_grade.append(name)
-                    row.append("" if score is None or pending else f"{score:g}")
-                    total += float(score or 0) if not pending else 0.0
-                    if cell is not None and cell.kind == "test":
-                        auto += float(score or 0)
-                writer.writerow([result.student, result.status, " ".join(result.reasons)] + row +
-                                [f"{auto:g}", f"{result.max_score:g}", f"{total:g}",
-                                 f"{sum(maxima.values()):g}", " ".join(to_grade)])
-        report = {result.student: {
-            "status": result.status, "reasons": result.reasons, "details": result.details,
-            "score": result.score, "max_score": result.max_score, "seconds": result.seconds,
-            "cells": {name: asdict(cell) for name, cell in result.cells.items()},
-        } for result in results}
-        json_path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        return csv_path, json_path
-
-
-# --- the worker pool ---------------------------------------------------------------------------
-
-
-def _init_worker(gpu: bool) -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    if not gpu:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def run_jobs(jobs: list[submissions.Job], workers: int, gpu: bool, on_result) -> bool:
-    """Grade ``jobs`` in ``workers`` processes; call ``on_result(job, result)`` as each ends
-    (in the order they end). ``on_result`` returning False stops the batch: jobs not started
-    are dropped. A worker that dies takes no other submission with it: the jobs it held are
-    tried again once. Return False when stopped."""
-    todo = list(enumerate(jobs))
-    tries: Counter = Counter()
-    context = multiprocessing.get_context("spawn")
-    while todo:
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
-                                 initializer=_init_worker, initargs=(gpu,)) as pool:
-            running = {pool.submit(submissions.grade, job): (index, job) for index, job in todo}
-            todo = []
-            broken = False
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index, job = running.pop(future)
-                    if future.cancelled():
-                        continue
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        tries[index] += 1
-                        if tries[index] <= 1:
-                            todo.append((index, job))
-                            continue
-                        result = submissions.Result(job.assignment, job.student, "failed")
-                        result.flag("internal_error", "the grading worker died twice")
-                    except Exception as error:  # noqa: BLE001
-                        result = submissions.Result(job.assignment, job.student, "failed")
-                        result.flag("internal_error", f"{type(error).__name__}: {error}")
-                    if on_result(job, result) is False:
-                        for other in running:
-                            other.cancel()
-                        wait(running)
-                        return False
-                if broken:
-                    for future, (index, job) in running.items():
-                        future.cancel()
-                        todo.append((index, job))
-                    running = {}
-    return True
-
-
 # --- the command ---------------------------------------------------------------------------------
 
 
@@ -402,6 +218,9 @@ class Options:
     feedback: bool = True
     preflight: bool = True
     progress: bool = True
+    resume: bool = False
+    grading_timeout: float | None = None  # default: 2 × timeout + 600 s
+    timestamp_tolerance: float = 600.0
 
 
 def default_jobs(memory: int) -> int:
@@ -462,7 +281,7 @@ def main(options: Options) -> int:
         timeout=options.timeout or 3600.0,
         limits=asdict(Limits(memory=memory)), threads=1, gpu=gpu, unsafe=not sandbox.safe)
     output = Path(options.output).resolve() if options.output else course / "grades"
-    recorder = Recorder(course, output, options.feedback)
+    recorder = Recorder(course, output, options.feedback, options.timestamp_tolerance)
     status = 0
     workspace = Path(tempfile.mkdtemp(prefix="grade-"))
     try:
@@ -505,6 +324,9 @@ def grade_assignment(course: Path, assignment: str, entries: list[Entry], worksp
         return 2
     extra = release.parent  # what students were given besides the notebook (never solutions/)
     entries = [copy_submission(e, course) for e in entries]
+    entries = [replace(e, digest=notebook_digest(e.notebook)) for e in entries]
+    if options.resume:
+        entries = resume(entries, assignment, recorder, out)
     first = submissions.Job(assignment, PREFLIGHT, None, None, str(source), str(release),
                             str(extra), db_url, str(workspace), settings)
     jobs = [replace(first, student=e.student, notebook=str(e.notebook) if e.notebook else None,
@@ -545,11 +367,14 @@ def grade_assignment(course: Path, assignment: str, entries: list[Entry], worksp
         except Exception as error:  # noqa: BLE001 (one bad record must not stop the batch)
             result.status = "failed"
             result.flag("internal_error", f"recording failed: {type(error).__name__}: {error}")
+            with contextlib.suppress(Exception):
+                recorder.write_reports(assignment, final=False)
         counts[result.status] += 1
         progress.update(1)
         progress.set_postfix_str(f"flagged {counts['flagged']}, failed {counts['failed']}")
 
-    if not run_jobs(jobs, workers, settings.gpu, on_result):
+    budget = options.grading_timeout or 2 * settings.timeout + 600
+    if not run_jobs(jobs, workers, settings.gpu, on_result, budget=lambda job: budget):
         progress.close()
         failed = state["failed"]
         print(f"\n{assignment}: NOT GRADED. The instructor's own solution does not get full "
@@ -566,9 +391,35 @@ def grade_assignment(course: Path, assignment: str, entries: list[Entry], worksp
         return 2
     progress.close()
     csv_path, json_path = recorder.write_reports(assignment)
-    _summary(assignment, recorder.results.get(assignment, []), time.monotonic() - began,
+    _summary(assignment, recorder.results.get(assignment, {}).values(), time.monotonic() - began,
              workers, csv_path, json_path, recorder, out)
-    return 1 if any("internal_error" in r.reasons for r in recorder.results[assignment]) else 0
+    return 1 if any("internal_error" in r.reasons or "grader_timeout" in r.reasons
+                    for r in recorder.results.get(assignment, {}).values()) else 0
+
+
+#: Reasons for which ``--resume`` grades a submission again (the grader failed, not the student).
+REGRADE = ("internal_error", "grader_timeout")
+
+
+def resume(entries: list[Entry], assignment: str, recorder: Recorder, out) -> list[Entry]:
+    """The entries the last run's report does not hold yet (or holds for another version of
+    the notebook, or as a failure of the grader); the others are kept as they were."""
+    previous = recorder.previous(assignment)
+    todo, kept = [], 0
+    for entry in entries:
+        before = previous.get(entry.student)
+        if isinstance(before, dict) and before.get("notebook_sha256") == entry.digest and \
+                not set(before.get("reasons", [])) & set(REGRADE):
+            try:
+                recorder.keep(assignment, entry.student, before)
+                kept += 1
+                continue
+            except (KeyError, TypeError, ValueError):
+                pass
+        todo.append(entry)
+    print(f"{assignment}: --resume: {kept} submission(s) already graded, {len(todo)} to "
+          "grade", file=out)
+    return todo
 
 
 def _progress(total: int, assignment: str, enabled: bool):

@@ -21,12 +21,13 @@ import json
 import math
 import os
 import re
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from course_utils.grading.safefile import UnsafeFile, read_regular
 
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000
@@ -274,27 +275,11 @@ def write(folder: Path, name: str, value: Any, *, strict: bool = True) -> None:
 def _open_regular(path: Path, budget: list[int]) -> bytes:
     """The bytes of a regular file (never a link), charged to ``budget``."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        raise ExchangeError(f"cannot open {path.name}: {error.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ExchangeError(f"{path.name} is not a regular file")
-        if info.st_size > budget[0]:
-            raise ExchangeError(f"{path.name} is larger than the budget left "
-                                f"({info.st_size} > {budget[0]} bytes)")
-        budget[0] -= info.st_size
-        chunks, left = [], info.st_size
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        raw = read_regular(path, budget[0])
+    except UnsafeFile as error:
+        raise ExchangeError(str(error)) from None
+    budget[0] -= len(raw)
+    return raw
 
 
 def _load_npy(raw: bytes, name: str) -> np.ndarray:

@@ -36,6 +36,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
+from course_utils.grading.safefile import read_regular
 from course_utils.grading.sandbox import Jail, Watchdog
 
 #: Largest single message the kernel may send (the socket drops bigger ones).
@@ -226,7 +227,8 @@ async def _execute(notebook, jail: Jail, cell_timeout: float, deadline: float,
             with contextlib.suppress(Exception):
                 await manager.cleanup_resources()
     with contextlib.suppress(OSError):
-        result.log = (result.log + "\n" + log_path.read_text(errors="replace")[-3000:]).strip()
+        tail = read_regular(log_path, 3000, tail=True).decode("utf-8", "replace")
+        result.log = (result.log + "\n" + tail).strip()
     result.killed = jail.killed
     result.seconds = time.monotonic() - started_at
     for index, cell in enumerate(notebook.cells):

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from course_utils.grading import exchange
-from course_utils.grading.plan import Call, Plan, resolve
+from course_utils.grading.plan import Call, Plan, Step, resolve
+from course_utils.grading.safefile import UnsafeFile, copy_regular, read_regular
 from course_utils.grading.sandbox import DATA_ROOT, PACKAGE_ROOT, Jail, Watchdog
 
 #: Longest failure message kept from the student's side.
@@ -201,9 +202,10 @@ class Attempt:
 
 
 def _progress(path: Path) -> list[str]:
+    """The runner's progress lines. The runner can replace the file with anything (a FIFO, a
+    link, a huge file): it is read without blocking, never through a link, 1 MB at most."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(1 << 20)
+        raw = read_regular(path, 1 << 20, tail=True)
     except OSError:
         return []
     lines = []
@@ -271,30 +273,34 @@ def describe_stop(attempt: Attempt) -> str:
 
 def run(jail: Jail, plan: Plan, reference: Reference, solutions: dict[str, str],
         tests: set[str], submission: Path | None, *, deadline: float,
-        unit_timeout: float) -> tuple[dict[str, CallResult], list[str]]:
+        unit_timeout: float, replayed: list[Step] | None = None
+        ) -> tuple[dict[str, CallResult], list[str]]:
     """Re-check the calls of the test cells ``tests`` (those that ran in the kernel).
 
     ``solutions``: the student's exercise cells by grade_id; ``submission``: a folder whose
-    files the runner gets a fresh copy of. Returns the result of each call and notes on what
-    went wrong in the runner (a cell that killed it, ...).
+    files the runner gets a fresh copy of; ``replayed``: the steps to run, in order (default:
+    the plan's; the grader passes ``replay.steps`` of the submission, which adds the
+    student's own cells that the graded code needs). Returns the result of each call and
+    notes on what went wrong in the runner (a cell that killed it, ...).
     """
+    plan_steps = replayed if replayed is not None else plan.steps
     steps, skip = [], set()
-    for index, step in enumerate(plan.steps):
+    for index, step in enumerate(plan_steps):
         data: dict[str, Any] = {"kind": step.kind, "grade_id": step.grade_id}
-        if step.kind == "cell":
+        if step.kind in ("cell", "student"):
             data["source"] = step.source
         elif step.kind == "solution":
-            data["source"] = solutions.get(step.grade_id, "")
+            data["source"] = solutions.get(step.grade_id, step.source)
         else:
             data["calls"] = [{"id": c.id, "target": c.target, "kind": c.kind,
                               "argument": c.argument} for c in step.calls]
             if step.grade_id not in tests:
                 skip.add(index)
         steps.append(data)
-    last = max((i for i, s in enumerate(plan.steps) if s.kind == "test" and i not in skip),
+    last = max((i for i, s in enumerate(plan_steps) if s.kind == "test" and i not in skip),
                default=-1)
     skip |= set(range(last + 1, len(steps)))  # nothing after the last test matters
-    pending = [c.id for i, s in enumerate(plan.steps) if s.kind == "test" and i not in skip
+    pending = [c.id for i, s in enumerate(plan_steps) if s.kind == "test" and i not in skip
                for c in s.calls]
     results: dict[str, CallResult] = {}
     notes: list[str] = []
@@ -342,8 +348,8 @@ def run(jail: Jail, plan: Plan, reference: Reference, solutions: dict[str, str],
                 results[subject] = fail(subject, f"during the re-check of this test, {reason}")
         else:
             index = int(subject) if subject.isdigit() else -1
-            if 0 <= index < len(plan.steps):
-                step = plan.steps[index]
+            if 0 <= index < len(plan_steps):
+                step = plan_steps[index]
                 if step.kind == "test":
                     for call in step.calls:
                         if call.id not in results:
@@ -376,7 +382,8 @@ def _device_ok(device: str) -> bool:
 
 
 def _copy_tree(source: Path, target: Path, jail: Jail, max_bytes: int = 256 << 20) -> None:
-    """Copy the regular files and folders of ``source`` (never links) for the jail's user."""
+    """Copy the regular files and folders of ``source`` (never links, FIFOs or devices) for
+    the jail's user."""
     budget = max_bytes
     for path in sorted(Path(source).rglob("*")):
         relative = path.relative_to(source)
@@ -387,10 +394,9 @@ def _copy_tree(source: Path, target: Path, jail: Jail, max_bytes: int = 256 << 2
             destination.mkdir(parents=True, exist_ok=True)
             jail.chown(destination)
         elif path.is_file():
-            size = path.stat().st_size
-            if size > budget:
-                continue
-            budget -= size
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, destination)
+            try:
+                budget -= copy_regular(path, destination, budget)
+            except (UnsafeFile, FileExistsError):
+                continue
             jail.chown(destination)

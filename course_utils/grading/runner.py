@@ -2,8 +2,9 @@
 
 Started by ``recheck.py`` inside the submission's jail as
 ``python -s /opt/course/course_utils/grading/runner.py EXCHANGE``. It reads
-``EXCHANGE/program.json`` and replays, in notebook order, the instructor's locked cells and
-the student's exercise cells in an IPython shell; at each test cell it answers the cell's
+``EXCHANGE/program.json`` and replays, in notebook order, the instructor's locked cells, the
+student's exercise cells and the student's own cells they need (``replay.py``) in an IPython
+shell; at each test cell it answers the cell's
 check calls: for every case (read from ``/opt/grading/cases-<call>.json``, inputs only) it
 runs the student's step of the check (``Check.run_student``, forbidden functions refused) and
 writes the outputs, as data, to ``EXCHANGE/result-<call>.json``. Nothing is compared here:
@@ -109,7 +110,7 @@ def main() -> None:
         if index in skip:
             continue
         mark(f"begin {index}")
-        if step["kind"] in ("cell", "solution"):
+        if step["kind"] in ("cell", "solution", "student"):
             if step.get("source", "").strip():
                 shell.run_cell(step["source"], store_history=False)
         else:

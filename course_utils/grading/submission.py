@@ -21,14 +21,21 @@ graded at all; its tests then score 0):
 ``process_limit``        it started too many processes (a fork bomb): killed
 ``output_limit``         it printed more than the output allowance: killed
 ``disk_limit``           it wrote more than the disk allowance: killed
-``tampering_suspected``  the authoritative re-check disagrees with the test's result in the
-                         kernel: the re-check's result is recorded
+``tampering_suspected``  a test passed in the kernel but failed the authoritative re-check:
+                         the re-check's result is recorded (the reverse, a test that failed
+                         in the kernel, e.g. by writing to stderr, but passed the re-check,
+                         is only a note in the details: the re-check's result counts)
+``timestamp_mismatch``   the student's ``timestamp.txt`` disagrees with the time the
+                         submission was received (the time received is recorded)
+``grader_timeout``       (failed) grading it took longer than its budget from outside: the
+                         grading worker was killed and replaced
 ``internal_error``       (failed) the grader itself failed on this submission
 =======================  ==============================================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -42,8 +49,9 @@ import nbformat
 
 from course_utils.grading import plan as plans
 from course_utils.grading import recheck as rechecks
-from course_utils.grading import sanitize
+from course_utils.grading import replay, sanitize
 from course_utils.grading.execute import error_output, execute
+from course_utils.grading.safefile import UnsafeFile, copy_regular
 from course_utils.grading.sandbox import Jail, Limits, Sandbox
 
 KILL_REASONS = ("timeout", "memory_limit", "process_limit", "output_limit", "disk_limit")
@@ -224,7 +232,8 @@ def _grade(job: Job) -> Result:
         begin = time.monotonic()
         results, notes = rechecks.run(recheck_jail, plan, reference, restored.solutions(), ran,
                                       files, deadline=begin + settings.timeout,
-                                      unit_timeout=settings.cell_timeout)
+                                      unit_timeout=settings.cell_timeout,
+                                      replayed=replay.steps(plan, notebook))
         result.seconds["recheck"] = round(time.monotonic() - begin, 2)
         for note in notes:
             result.details.append(f"re-check: {note}")
@@ -258,17 +267,19 @@ MAX_FILE_BYTES = 64 << 20  # a larger file beside a notebook is not copied
 def copy_files(source: Path, target: Path,
                skip: Callable[[Path], bool] = lambda relative: False) -> None:
     """Copy the folders and regular files under ``source`` into ``target`` (which exists),
-    leaving out links, files over MAX_FILE_BYTES, notebook checkpoints and every path
-    (relative to ``source``) for which ``skip`` is true."""
+    leaving out links, FIFOs, devices, files over MAX_FILE_BYTES, notebook checkpoints and
+    every path (relative to ``source``) for which ``skip`` is true."""
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if path.is_symlink() or relative.parts[0] == ".ipynb_checkpoints" or skip(relative):
             continue
         if path.is_dir():
             (target / relative).mkdir(parents=True, exist_ok=True)
-        elif path.is_file() and path.stat().st_size <= MAX_FILE_BYTES:
+        elif path.is_file():
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target / relative)
+            (target / relative).unlink(missing_ok=True)  # the assignment's own files win
+            with contextlib.suppress(UnsafeFile, FileExistsError):
+                copy_regular(path, target / relative, MAX_FILE_BYTES)
 
 
 def _test_cells(notebook) -> dict[str, tuple[int, str]]:
@@ -313,13 +324,27 @@ def _decide(result: Result, plan: plans.Plan, notebook, tests, status_of, result
         for call, verdict in zip(calls, outcome, strict=True):
             if not verdict.passed:
                 entry.messages.append(f"{call.label}: {verdict.message}")
-        if (kernel == "passed") != visible:
-            direction = ("passed in the kernel but failed the re-check" if kernel == "passed"
-                         else "failed in the kernel but passed the re-check")
+        if kernel == "passed" and not visible:  # the notebook claims more than is true
             shown = "; ".join(entry.messages)[:600]
             result.flag("tampering_suspected",
-                        f"{grade_id}: {direction}" + (f" ({shown})" if shown else ""))
+                        f"{grade_id}: passed in the kernel but failed the re-check"
+                        + (f" ({shown})" if shown else ""))
+        elif kernel == "failed" and visible:  # no evidence of anything: a plain note
+            result.details.append(f"note: {grade_id} failed in the notebook ({why_failed(cell)}) "
+                                  "but passed the re-check, whose result counts")
         _annotate(cell, calls, outcome, kernel, visible, hidden, points)
+
+
+def why_failed(cell) -> str:
+    """Why nbgrader would give a test cell no points: its error, or what it wrote to stderr."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"{out.get('ename')}: {str(out.get('evalue'))[:200]}"
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            text = str(out.get("text", "")).strip().splitlines()
+            return f"it wrote to stderr: {text[0][:200] if text else ''}"
+    return "no points by nbgrader's rule"
 
 
 def _annotate(cell, calls, outcome, kernel: str, visible: bool, hidden: bool,
