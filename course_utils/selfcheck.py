@@ -5,6 +5,9 @@
 2. Score every graded test cell by nbgrader's own rule (``nbgrader.utils.determine_grade``):
    its points when it ran without an error and wrote nothing to stderr, else 0.
 3. List the written answers: a blank one scores 0; the others are graded by hand.
+4. List every other code cell that raised an error (a lesson cell, a "try it" cell, an
+   exercise cell): a notebook that does not run top to bottom is not ready to submit, even
+   with every test passing, so the command then exits non-zero.
 
 Only the notebook's own tests run (any ``### BEGIN HIDDEN TESTS`` block is removed first, as
 nbgrader does for students): when you submit, hidden tests check the same exercises on other
@@ -14,7 +17,7 @@ inputs, so full marks here are necessary, not sufficient.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -35,10 +38,20 @@ class Row:
 
 
 @dataclass
+class CellError:
+    """An ungraded code cell that raised."""
+
+    number: int  # 1-based, counting code cells as JupyterLab's "Run All" meets them
+    first_line: str
+    error: str  # "AttributeError: ..."
+
+
+@dataclass
 class Report:
     notebook: Path
     rows: list[Row]
     executed: nbformat.NotebookNode  # the notebook with its outputs
+    errors: list[CellError] = field(default_factory=list)
 
     @property
     def tests(self) -> list[Row]:
@@ -111,8 +124,9 @@ def _note(cell: nbformat.NotebookNode, score: float, max_score: float) -> str:
             return "it wrote to stderr, which nbgrader scores 0: " + output.text.strip()[:80]
     printed = [line for output in cell.outputs if output.output_type == "stream"
                for line in output.text.splitlines() if line.strip()]
-    if score == max_score:
-        return printed[-1].strip() if printed else "passed"
+    if score == max_score:  # what the cell graded: its "✓" lines (figure, threshold, verdict)
+        verdicts = [line.strip() for line in printed if line.strip().startswith("✓")]
+        return "; ".join(verdicts) if verdicts else printed[-1].strip() if printed else "passed"
     return f"partial credit: {score:g} of {max_score:g}"
 
 
@@ -136,10 +150,34 @@ def score(notebook: nbformat.NotebookNode) -> list[Row]:
     return rows
 
 
+def cell_errors(notebook: nbformat.NotebookNode) -> list[CellError]:
+    """Step 4: the code cells, other than test cells, whose run ended in an error."""
+    from course_utils.grading.plan import nbgrader_info
+
+    found, number = [], 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        number += 1
+        info = nbgrader_info(cell)
+        if info.get("grade") and not info.get("solution"):
+            continue  # a test cell: scored above
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                lines = [line for line in cell.source.splitlines()
+                         if line.strip() and not line.lstrip().startswith("#")]
+                evalue = str(output.get("evalue", "")).strip().splitlines()
+                found.append(CellError(number, (lines[0] if lines else "")[:70],
+                                       f"{output.get('ename', 'Error')}: "
+                                       f"{evalue[0][:200] if evalue else ''}".rstrip(": ")))
+                break
+    return found
+
+
 def check(path: Path, cell_timeout: float = CELL_TIMEOUT) -> Report:
     """Run and score the notebook at ``path``."""
     executed = execute(Path(path), cell_timeout)
-    return Report(Path(path), score(executed), executed)
+    return Report(Path(path), score(executed), executed, cell_errors(executed))
 
 
 def first_failure(report: Report) -> str | None:
@@ -169,6 +207,14 @@ def table(report: Report) -> str:
     lines += ["", f"  autograded: {report.score:g} of {report.max_score:g} points"
                   + (f"; written answers ({by_hand:g} points) are graded by hand"
                      if by_hand else "")]
+    if report.errors:
+        shown = report.errors[:12]
+        lines += ["", f"The notebook does not run top to bottom: {len(report.errors)} other "
+                      f"cell(s) raised an error. Fix them before you submit (Kernel > Restart "
+                      f"Kernel and Run All Cells shows them):"]
+        lines += [f"  code cell {e.number} ({e.first_line}): {e.error}" for e in shown]
+        if len(report.errors) > len(shown):
+            lines.append(f"  ... and {len(report.errors) - len(shown)} more")
     failure = first_failure(report)
     if failure is not None:
         lines += ["", "The first failing test says:", *(f"  {line}" for line in
@@ -181,8 +227,8 @@ def table(report: Report) -> str:
 
 
 def main(path: Path, cell_timeout: float = CELL_TIMEOUT) -> int:
-    """Print the table; 0 when every autograded test passes, 1 otherwise, 2 without a
-    notebook."""
+    """Print the table; 0 when every autograded test passes and no other cell raised, 1
+    otherwise, 2 without a notebook."""
     path = Path(path)
     if not path.is_file() or path.suffix != ".ipynb":
         print(f"no notebook at {path}: give the path of an .ipynb file, e.g. "
@@ -191,4 +237,5 @@ def main(path: Path, cell_timeout: float = CELL_TIMEOUT) -> int:
     print(f"Running {path} in a fresh kernel (this takes as long as Run All)...", flush=True)
     report = check(path, cell_timeout)
     print(table(report))
-    return 0 if report.tests and report.score == report.max_score else 1
+    passed = report.tests and report.score == report.max_score and not report.errors
+    return 0 if passed else 1

@@ -466,7 +466,7 @@ def test_the_quality_check_passes_a_good_model_quietly(capfd):
     checks.small_cnn(model, seed=2026, hidden=True)
     captured = capfd.readouterr()
     assert captured.err == ""
-    assert "✓ SmallCNN held-out accuracy: 100.0 % (at least 95.0 %)" in captured.out
+    assert "✓ SmallCNN held-out accuracy: 100.0 % (at least 95.0 %): passed" in captured.out
 
 
 @pytest.mark.parametrize("wrong, passes", [(0.04, True), (0.06, False), (0.5, False)])

@@ -201,6 +201,8 @@ def _loss(x0, cond, alphas_cumprod, model, *, target="noise", noise_fn=torch.ran
     dropped = torch.rand(batch, device=x0.device) < p
     if drop == "batch":
         dropped = torch.full_like(dropped, bool(torch.rand(()) < p))
+    if drop == "none":
+        dropped = torch.zeros_like(dropped)
     null = torch.full_like(cond, 3) if drop == "unk" else torch.zeros_like(cond)
     cond = torch.where(dropped[:, None], null, cond)
     prediction = model(x_t, t, cond)
@@ -230,7 +232,8 @@ WRONG_LOSSES = {
     "missing square roots": (dict(sqrt=False), "missing square roots"),
     "t never T - 1": (dict(t_high=9), "the upper bound is exclusive"),
     "dropout inverted": (dict(drop="inverted"), "drops with probability 1 - p_uncond"),
-    "the whole batch dropped": (dict(drop="batch"), "drop each caption independently"),
+    "the whole batch dropped": (dict(drop="batch"), "draw one random number per row"),
+    "no dropout at all": (dict(drop="none"), "no caption was dropped"),
     "null caption of <unk>": (dict(drop="unk"), "replaced by zeros"),
     "the model called twice": (dict(calls=2), "expected one call"),
     "no mean": (dict(reduce=False), "expected the loss as a scalar tensor"),
@@ -243,6 +246,9 @@ def test_wrong_losses_are_rejected_with_a_reason(wrong):
     with pytest.raises(CheckFailure) as failure:
         checks.diffusion_loss(_as_exercise(**switches), seed=2026, hidden=True)
     assert reason in str(failure.value)
+    for other, (_, other_reason) in WRONG_LOSSES.items():  # and no other mistake's hint
+        if other != wrong and other_reason != reason:
+            assert other_reason not in str(failure.value), other
 
 
 @pytest.mark.parametrize("how, reason", [

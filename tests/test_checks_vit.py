@@ -485,7 +485,7 @@ def test_quality_check_accepts_a_model_that_is_right_on_its_images(capfd):
     checks.VisionTransformer(Memorised(held_out_labels(2026, True)), seed=2026, hidden=True)
     captured = capfd.readouterr()
     assert captured.err == ""
-    assert "✓ ViT held-out accuracy: 100.0 % (at least 95.0 %)" in captured.out
+    assert "✓ ViT held-out accuracy: 100.0 % (at least 95.0 %): passed" in captured.out
 
 
 def test_quality_check_makes_new_images_for_the_hidden_test():

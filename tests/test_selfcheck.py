@@ -48,6 +48,7 @@ def test_solution_scores_full_marks(name):
     answers = [r for r in result.rows if r.kind == "answer"]
     assert answers and all(r.score is None and r.note == "graded by hand" for r in answers)
     assert all(r.note.startswith("✓ ") for r in result.tests)  # what each test checked
+    assert result.errors == []  # it runs top to bottom
 
 
 @pytest.mark.parametrize("name", ["00_welcome", "03_similarity_contrastive"])
@@ -104,6 +105,30 @@ def test_a_dead_kernel_scores_the_cells_it_did_not_run_zero(tmp_path):
     result = selfcheck.check(path, cell_timeout=CELL_TIMEOUT)
     assert result.score == 0 and result.max_score == 4
     assert all("the kernel stopped" in row.note for row in result.tests)
+
+
+def test_a_lesson_cell_that_raises_is_reported_and_fails_the_check(tmp_path, monkeypatch,
+                                                                    capsys):
+    notebook = nbformat.read(notebook_path("00_welcome", "solution"), as_version=4)
+    last_test = max(i for i, c in enumerate(notebook.cells)
+                    if c.metadata.get("nbgrader", {}).get("grade", False))
+    notebook.cells.insert(last_test, nbformat.v4.new_code_cell(
+        "# a picture of the result\nshown = rgb_to_grayscale.num_patches"))
+    path = tmp_path / "00_welcome.ipynb"
+    nbformat.write(notebook, path)
+    result = selfcheck.check(path, cell_timeout=CELL_TIMEOUT)
+    assert result.score == result.max_score  # every test passes...
+    assert [(e.first_line, e.error.split(":")[0]) for e in result.errors] == [
+        ("shown = rgb_to_grayscale.num_patches", "AttributeError")]  # ...but one cell raised
+    number = sum(c.cell_type == "code" for c in notebook.cells[:last_test + 1])
+    assert result.errors[0].number == number
+    text = selfcheck.table(result)
+    assert "does not run top to bottom: 1 other cell(s) raised an error" in text
+    assert f"code cell {number} (shown = rgb_to_grayscale.num_patches): AttributeError" in text
+    monkeypatch.setattr(selfcheck, "check", lambda path, timeout: result)
+    assert cli.main(["check", str(path)]) == 1
+    blank = report("00_welcome", "blank")  # a blank notebook's try-it cells raise too
+    assert blank.errors and all("NotImplementedError" in e.error for e in blank.errors)
 
 
 def test_command_line(capsys, tmp_path, monkeypatch):

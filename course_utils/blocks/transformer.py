@@ -64,7 +64,8 @@ class Attention(nn.Module):
     """Multi-head self-attention with one ``qkv`` projection (Vaswani et al. 2017).
 
     ``mask`` is boolean, True where a query may attend to a key, broadcastable to
-    ``(B, h, N, N)``; a ``(B, N)`` mask is a key-padding mask.
+    ``(B, h, N, N)``; a ``(B, N)`` mask is a key-padding mask, and any other 2-D mask raises a
+    ValueError (a causal ``(N, N)`` mask must be given as ``(1, 1, N, N)``).
     """
 
     def __init__(self, dim: int, num_heads: int):
@@ -81,6 +82,12 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, h, N, D/h)
         if mask is not None and mask.ndim == 2:
+            if tuple(mask.shape) != (batch, tokens):
+                raise ValueError(
+                    f"a 2-D mask is read as a (B, N) = ({batch}, {tokens}) key-padding mask, "
+                    f"but this one has shape {tuple(mask.shape)}. A mask over query and key "
+                    f"pairs, such as a causal (N, N) mask, needs the shape (1, 1, N, N): "
+                    f"mask[None, None]")
             mask = mask[:, None, None, :]  # (B, 1, 1, N): padding keys are never attended
         if return_weights:
             scores = q @ k.transpose(-2, -1) / (q.shape[-1] ** 0.5)  # (B, h, N, N)

@@ -57,6 +57,7 @@ from course_utils.data import (
     class_prompts,
     generate_scenes,
 )
+from course_utils.data import vocab as vocabulary
 
 #: ln(1/0.07): CLIP's initial logit scale (Radford et al. 2021, §2.5; Wu et al. 2018).
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
@@ -189,8 +190,24 @@ def reference_tokenize(captions: str | Sequence[str], vocab: Vocabulary,
     return tokens
 
 
+class _EndsLast(Vocabulary):
+    """A vocabulary whose <start> and <end> have the two largest ids, as open_clip's BPE
+    vocabulary does (<end_of_text> = 49407): code with the course's ids (1, 2) written into it
+    fails here, code that reads vocab.start_id and vocab.end_id does not. <pad> stays 0."""
+
+    def __init__(self, words) -> None:
+        super().__init__(words)
+        start, end = vocabulary.START, vocabulary.END
+        self._words = [w for w in self._words if w not in (start, end)] + [start, end]
+        self._ids = {word: i for i, word in enumerate(self._words)}
+        self.start_id, self.end_id = self._ids[start], self._ids[end]
+        self.unk_id, self.mask_id = self._ids[vocabulary.UNK], self._ids[vocabulary.MASK]
+        self.special_ids = (self.pad_id, self.start_id, self.end_id, self.unk_id, self.mask_id)
+
+
 def _run_tokenize(implementation: Callable, case: Case) -> Outputs:
-    vocab = Vocabulary(case.inputs["words"])
+    kind = _EndsLast if case.inputs.get("ends_last") else Vocabulary
+    vocab = kind(case.inputs["words"])
     captions = case.inputs["captions"]
     captions = captions if isinstance(captions, str) else list(captions)
     return _call_or_raise(
@@ -202,9 +219,10 @@ def _tokenize_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
     scenes = generate_scenes(12, seed=_seed(generator), split="train")
     captions = caption_scenes(scenes, seed=_seed(generator))
 
-    def case(name, captions, context_length, words=words, raises=None):
+    def case(name, captions, context_length, words=words, raises=None, ends_last=False):
         return Case(name, {"captions": captions, "words": list(words),
-                           "context_length": context_length}, raises=raises)
+                           "context_length": context_length, "ends_last": ends_last},
+                    raises=raises)
 
     longest = max(len(c.split()) for c in captions[:3])
     cases = [
@@ -214,6 +232,8 @@ def _tokenize_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
         case("captions longer than context_length 6: cut, keeping <end>", captions[4:7], 6),
         case("a word outside the vocabulary (-> <unk>)", ["a zebra circle", "a red circle"], 8),
         case("a single string, not a list: one row", "a small red circle", 7),
+        case("another vocabulary, whose <start> and <end> have the largest ids (as in "
+             "open_clip's)", captions[7:9], 20, ends_last=True),
         case("context_length 1, which it must refuse", captions[:2], 1, raises=ValueError),
     ]
     if hidden:
@@ -230,8 +250,11 @@ def _tokenize_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
     return cases
 
 
-def _tokenize_mistake(cut_keeps_end=True, start=True, end=True, pad=PAD, dtype=torch.long):
+def _tokenize_mistake(cut_keeps_end=True, start=True, end=True, pad=PAD, dtype=torch.long,
+                      fixed_ids=False):
     def tokenize(captions, vocab, context_length):
+        # fixed_ids: the course vocabulary's <start> and <end>, written into the code
+        start_id, end_id = (START, END) if fixed_ids else (vocab.start_id, vocab.end_id)
         if isinstance(captions, str):
             captions = [captions]
         tokens = torch.full((len(captions), context_length), pad, dtype=torch.long)
@@ -239,7 +262,7 @@ def _tokenize_mistake(cut_keeps_end=True, start=True, end=True, pad=PAD, dtype=t
             words = vocab.encode(caption)
             if cut_keeps_end:
                 words = words[:max(0, context_length - int(start) - int(end))]
-            ids = ([vocab.start_id] if start else []) + words + ([vocab.end_id] if end else [])
+            ids = ([start_id] if start else []) + words + ([end_id] if end else [])
             ids = ids[:context_length]
             tokens[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
         return tokens.to(dtype)
@@ -263,6 +286,9 @@ tokenize = Check(
                 "encoder reads its features there.", _tokenize_mistake(end=False)),
         Mistake("pad with 0 (<pad>, vocab.pad_id), not with the end token.",
                 _tokenize_mistake(pad=END)),
+        Mistake("take <start> and <end> from the vocabulary (vocab.start_id, vocab.end_id), "
+                "not as fixed numbers: another vocabulary puts them elsewhere.",
+                _tokenize_mistake(fixed_ids=True)),
         Mistake("token ids index an embedding table: return a long (int64) tensor.",
                 _tokenize_mistake(dtype=torch.float32)),
         Mistake("token ids index an embedding table: return a long (int64) tensor, not int32.",
@@ -820,6 +846,16 @@ def _recall_mistake(swap=False, shift=0, ties="favour", percent=False, tensors=F
     return recall
 
 
+def _recall_topk(image_features, text_features, k):
+    """Recall@k with topk: right without ties, arbitrary among tied candidates."""
+    similarity = image_features @ text_features.T  # (N, N)
+    n, k = len(similarity), min(int(k), len(similarity))
+    truth = torch.arange(n, device=similarity.device)
+    image = (similarity.topk(k, dim=1).indices == truth[:, None]).any(dim=1)  # (N,)
+    text = (similarity.topk(k, dim=0).indices == truth[None, :]).any(dim=0)  # (N,)
+    return image.float().mean().item(), text.float().mean().item()
+
+
 def _features(generator, n, d, dtype=torch.float32):
     return F.normalize(torch.randn(n, d, generator=generator, dtype=torch.float64), dim=-1
                        ).to(dtype)
@@ -878,6 +914,10 @@ recall_at_k = Check(
         Mistake("the two directions are swapped: image→text ranks the captions for each image "
                 "(a row of S = I Tᵀ), text→image ranks the images for each caption (a column).",
                 _recall_mistake(swap=True)),
+        Mistake("topk breaks ties arbitrarily: when several candidates score exactly as high "
+                "as the true partner, it may keep them and drop the partner. Count the "
+                "candidates that score strictly higher instead (found when fewer than k do).",
+                _recall_topk),
         Mistake("k is off by one: Recall@k counts a pair as found when it is among the k best "
                 "candidates, i.e. when fewer than k candidates score strictly higher.",
                 _recall_mistake(shift=1)),

@@ -75,8 +75,9 @@ def _cosine_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
              {"a": _randn(g, 2, 3, 5, dtype=torch.float64),
               "b": _randn(g, 2, 3, 5, dtype=torch.float64), "dim": 1},
              keyword=["dim"], grad=["a", "b"]),
-        Case("zero vectors: a[1], b[1] and b[3] are all zeros (their similarity is 0, not NaN)",
-             {"a": zero_a, "b": zero_b}),
+        Case("zero vectors: a[1], b[1] and b[3] are all zeros (their similarity is 0, and "
+             "their gradients are finite, not NaN)",
+             {"a": zero_a, "b": zero_b}, grad=["a", "b"]),
         Case("eps=0.5 with short vectors: each norm is clamped, max(‖a‖, eps)·max(‖b‖, eps)",
              {"a": 0.2 * _randn(g, 4, 3), "b": _randn(g, 4, 3), "eps": 0.5}, keyword=["eps"]),
         Case("shapes (3, 4) and (5, 4), which do not broadcast and must be refused",
@@ -124,6 +125,13 @@ cosine_similarity = Check(
                 "not their product.",
                 lambda a, b, dim=-1, eps=1e-8: _dot(a, b, dim) / (
                     _norm(a, dim) * _norm(b, dim)).clamp_min(eps)),
+        Mistake("the values are right but the gradient at a zero vector is NaN: sqrt(Σa²) has "
+                "an infinite slope at 0 (and ∞ · 0 = NaN), which clamp_min after the sqrt "
+                "does not stop. Use torch.linalg.vector_norm, whose gradient at 0 is 0, or "
+                "clamp the sum of squares before the sqrt.",
+                lambda a, b, dim=-1, eps=1e-8: _dot(a, b, dim) / (
+                    (a * a).sum(dim).sqrt().clamp_min(eps) * (b * b).sum(dim).sqrt()
+                    .clamp_min(eps))),
         Mistake("reduce over the axis given by `dim`, not always the last one.",
                 lambda a, b, dim=-1, eps=1e-8: _dot(a, b) / (
                     _norm(a).clamp_min(eps) * _norm(b).clamp_min(eps))),

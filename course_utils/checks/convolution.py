@@ -372,6 +372,11 @@ _NO_BIAS = Mistake(
     "the bias is missing: add bias[o] to every value of output channel o "
     "(bias.view(1, -1, 1, 1) broadcasts it).",
     _conv_mistake(lambda x, w, b, s, p: F.conv2d(x, w, None, s, p)))
+_BIAS_BROADCAST = Mistake(
+    "the bias is added along the wrong axis: `out + bias` lines bias (C_out,) up with the "
+    "last axis of out (B, C_out, H', W'), the width. Add it per output channel: "
+    "out + bias.view(1, -1, 1, 1).",
+    _conv_mistake(lambda x, w, b, s, p: F.conv2d(x, w, None, s, p) + (0 if b is None else b)))
 _NO_STRIDE = Mistake(
     "the stride is ignored: output (i, j) reads the window at row stride_h·i, column "
     "stride_w·j, and there are only conv_output_size(...) of them.",
@@ -405,8 +410,8 @@ conv2d = Check(
     exercise="conv2d",
     reference=_reference_conv2d,
     cases=_conv_cases,
-    mistakes=_mistakes(_reference_conv2d, _FLIPPED, *_ONE_SIDED, _NO_BIAS, _NO_STRIDE,
-                       _OFF_BY_ONE, _SWAPPED, *_MIXED_ORDER),
+    mistakes=_mistakes(_reference_conv2d, _FLIPPED, *_ONE_SIDED, _NO_BIAS, _BIAS_BROADCAST,
+                       _NO_STRIDE, _OFF_BY_ONE, _SWAPPED, *_MIXED_ORDER),
     forbidden=forbidden("Build the patches with Tensor.unfold (or as_strided) and combine "
                         "them with the weights in one matmul or einsum."),
 )
@@ -415,8 +420,8 @@ conv2d_naive = Check(
     exercise="conv2d_naive",
     reference=_reference_conv2d,
     cases=_naive_cases,
-    mistakes=_mistakes(_reference_conv2d, _FLIPPED, *_ONE_SIDED, _NO_BIAS, _NO_STRIDE,
-                       _OFF_BY_ONE, _SWAPPED),
+    mistakes=_mistakes(_reference_conv2d, _FLIPPED, *_ONE_SIDED, _NO_BIAS, _BIAS_BROADCAST,
+                       _NO_STRIDE, _OFF_BY_ONE, _SWAPPED),
     forbidden=forbidden("Loop over the output positions and multiply-and-sum each window "
                         "with the kernel yourself."),
 )

@@ -355,7 +355,8 @@ class Check:
             if self.forbidden.violations:
                 raise self.forbidden_failure(case) from None
             raise CheckFailure(
-                self.exercise, f"your code raised {type(error).__name__}: {error}", case.name
+                self.exercise, f"your code raised {type(error).__name__}: {error}", case.name,
+                self.error_hint(case, error)
             ) from error
         if self.forbidden.violations:
             raise self.forbidden_failure(case)
@@ -377,6 +378,20 @@ class Check:
             hint = self.hint(case, actual, expected)
             raise CheckFailure(self.exercise, problem, case.name, hint)
 
+    def error_hint(self, case: Case, error: Exception) -> str | None:
+        """The hint of the first mistake that raises the very error the student's code raised
+        on ``case`` (a bias added with the wrong broadcast fails with torch's shape error)."""
+        if case.raises is not None and isinstance(error, case.raises):
+            return None
+        for mistake in self.mistakes:
+            try:
+                with quiet():
+                    self.run(mistake.implementation, case)
+            except Exception as theirs:  # noqa: BLE001 (the mistake's own error)
+                if type(theirs) is type(error) and str(theirs) == str(error):
+                    return mistake.hint
+        return None
+
     def hint(self, case: Case, actual: Outputs, expected: Outputs | None = None) -> str | None:
         """The hint of the first mistake whose outputs equal the student's on ``case``.
 
@@ -386,6 +401,7 @@ class Check:
         if case.raises is not None:  # mistakes rarely validate inputs: no hint to give here
             return None
         tolerance = case.tolerance or self.tolerance
+        right_forward = []  # mistakes right on the forward values: perhaps wrong gradients
         for mistake in self.mistakes:
             try:
                 with quiet():
@@ -398,8 +414,14 @@ class Check:
             if expected is not None:
                 right = {k: v for k, v in expected.items() if k in forward}
                 if first_difference(forward, right, tolerance) is None:
+                    right_forward.append((mistake, outputs))
                     continue
             return mistake.hint
+        for mistake, outputs in right_forward:  # the same values; the same wrong gradients?
+            if len(outputs) > len([k for k in outputs if not k.startswith("grad[")]) and \
+                    first_difference(actual, outputs, tolerance) is None and \
+                    first_difference(outputs, expected, tolerance) is not None:
+                return mistake.hint
         return None
 
 
@@ -528,7 +550,8 @@ class QualityCheck:
         """Score ``model``; raise CheckFailure if a graded figure is below its threshold.
 
         Returns None to the notebook (a number would read as partial credit to nbgrader);
-        the figures are printed and reported with ``report_metric``.
+        the figures are printed and reported with ``report_metric``: the ungraded ones first,
+        then each graded one with its threshold and verdict, last.
         """
         from course_utils.metrics import report_metric
 
@@ -542,10 +565,16 @@ class QualityCheck:
                     raise CheckFailure(self.exercise, f"the model's outputs cannot be scored "
                                                       f"({type(error).__name__}: {error})",
                                        case.name) from None
+        # the figures shown for context first; the graded ones last, so that the cell's last
+        # lines are what it grades: each figure, its threshold and the verdict
+        for name, value in figures.items():
+            if name not in self.thresholds:
+                report_metric(name, value, self.unit)
+        for name in self.thresholds:
+            if name in figures:
+                report_metric(name, figures[name], self.unit)
         for name, minimum in self.thresholds.items():
             at_least(name, figures.get(name, math.nan), minimum, self.hint, self.unit)
-        for name, value in figures.items():
-            report_metric(name, value, self.unit)
         return None
 
     def run_student(self, model: Any, case: Case) -> Outputs:
@@ -580,4 +609,4 @@ def at_least(name: str, value: float, minimum: float, hint: str | None = None,
     shown = (lambda v: f"{100 * v:.1f} %") if unit == "%" else (lambda v: f"{v:.4g} {unit}")
     if not math.isfinite(value) or value < minimum:
         raise CheckFailure(name, f"{shown(value)}, needs at least {shown(minimum)}", hint=hint)
-    print(f"✓ {name}: {shown(value)} (at least {shown(minimum)})")
+    print(f"✓ {name}: {shown(value)} (at least {shown(minimum)}): passed")

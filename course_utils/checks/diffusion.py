@@ -211,11 +211,25 @@ def _cosine_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
     return cases
 
 
+def _cosine_in_float32(num_steps: int, s: float = 0.008) -> torch.Tensor:
+    u = torch.arange(num_steps + 1, dtype=torch.float32) / num_steps  # (T + 1,)
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # (T + 1,)
+    return (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
+
+
 cosine_beta_schedule = _Check(
     exercise="cosine_beta_schedule",
     reference=_reference_cosine,
     cases=_cosine_cases,
+    # float32 output, float64 accuracy: a schedule computed in float32 is off by ~0.2 % in its
+    # first betas (T = 1000), far more than one float32 rounding (6e-8)
+    tolerance=(1e-5, 1e-9),
     mistakes=[
+        Mistake("computed in float32: 1 - f((t+1)/T) / f(t/T) divides two numbers close to 1 "
+                "and keeps only a few digits of the small first betas (off by ~0.2 % at "
+                "T = 1000). Compute in float64 (torch.arange(..., dtype=torch.float64) or "
+                "Python floats), then return .to(torch.float32).",
+                _cosine_in_float32),
         Mistake("clip every beta at 0.999: the last step would otherwise have beta = 1 "
                 "(alpha-bar reaches 0), which breaks the reverse step's 1/sqrt(alpha_t).",
                 lambda n, s=0.008: _cosine_formula(n, s, clip=False)),
@@ -415,6 +429,10 @@ class _StubDenoiser(nn.Module):
         if not torch.is_tensor(t) or t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"the model expects t as a (B,) tensor of timesteps, one per "
                              f"image; got {t!r:.60}")
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            raise ValueError(f"the model expects integer timesteps (an embedding table and "
+                             f"the schedule are indexed by them), got {t.dtype}: build them "
+                             f"with torch.full((B,), t, dtype=torch.long)")
         if tuple(x.shape[1:]) != self.image_shape or cond.shape[0] != x.shape[0]:
             raise ValueError(f"the model expects x of shape (B, {self.image_shape}) and cond "
                              f"of shape (B, L); got {tuple(x.shape)} and {tuple(cond.shape)}")
@@ -629,9 +647,13 @@ def _loss_problem(case: Case, actual: Outputs) -> tuple[str | None, str | None]:
         if abs(fraction - (1 - p)) <= allowed:
             hint = ("that drops with probability 1 - p_uncond: drop a caption when "
                     "torch.rand(B) < p_uncond.")
-        elif fraction in (0.0, 1.0):
-            hint = ("drop each caption independently (one random number per row), not the "
-                    "whole batch at once.")
+        elif fraction == 0.0:  # no dropout at all, or one coin for the batch that came up
+            hint = ("no caption was dropped: classifier-free guidance needs the null caption "
+                    "in about p_uncond of the rows. Draw one random number per row, drop = "
+                    "torch.rand(B) < p_uncond, and put the null caption in those rows.")
+        elif fraction == 1.0:  # always dropped, or one coin for the batch
+            hint = ("every caption was dropped: draw one random number per row "
+                    "(torch.rand(B) < p_uncond), not one for the whole batch.")
         else:
             hint = None
         return (f"{100 * fraction:.1f} % of the captions were dropped; expected about "

@@ -164,11 +164,13 @@ def _refuse_code(forbidden: Forbidden, codes: dict[types.CodeType, str]) -> Iter
     sys.settrace(tracer)
     try:
         yield
-    finally:
-        if sys.gettrace() is not tracer and not refused:  # the student's code turned it off
-            forbidden.violations.append("sys.settrace (which turns off this check's watch "
-                                        "on forbidden functions)")
-        sys.settrace(previous)
+    except BaseException:  # the code failed (Python also drops a tracer that raised, e.g. a
+        sys.settrace(previous)  # RecursionError at the depth limit): nothing to accuse
+        raise
+    if sys.gettrace() is not tracer and not refused:  # it ran to the end, unwatched
+        forbidden.violations.append("sys.settrace, or a recursion deep enough to switch "
+                                    "off this check's watch on forbidden functions")
+    sys.settrace(previous)
 
 
 @contextlib.contextmanager

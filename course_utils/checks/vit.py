@@ -601,6 +601,11 @@ _ATTENTION_MISTAKES = [
     Mistake("the heads are merged without the transpose: (B, h, N, d) must go back to "
             "(B, N, h, d) (transpose(1, 2)) before the reshape to (B, N, D).",
             lambda dim, heads: _ManualAttention(dim, heads, merge="wrong")),
+    Mistake("the heads are split and merged with reshapes alone: (B, N, D) read as "
+            "(B, h, N, d) puts pieces of different tokens in one head's row. Reshape to "
+            "(B, N, h, d) and transpose(1, 2) to (B, h, N, d); after attention, transpose "
+            "back to (B, N, h, d) before the reshape to (B, N, D).",
+            lambda dim, heads: _ManualAttention(dim, heads, split="wrong", merge="wrong")),
     Mistake("the padding mask is inverted: True marks a real token that may be attended "
             "(torch's key_padding_mask means the opposite).",
             lambda dim, heads: _ManualAttention(dim, heads, invert_mask=True)),

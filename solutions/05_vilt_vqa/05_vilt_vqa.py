@@ -439,11 +439,12 @@ checks.ViLTEmbeddings(ViLTEmbeddings, seed=2026, hidden=True)
 
 # %%
 example = 3
-words = ["[CLS]"] + [f"p{i}" for i in range(embeddings.num_patches)] + \
+num_patches = embeddings.image_pos_embedding.shape[1] - 1  # N: the contract's (1, 1 + N, D)
+words = ["[CLS]"] + [f"p{i}" for i in range(num_patches)] + \
     [vocab.word(int(t)) for t in train_questions[example]]
 _, mask = embeddings(vqa_train.images[example:example + 1],
                      train_questions[example:example + 1])
-types = torch.cat([torch.zeros(1 + embeddings.num_patches), torch.ones(QUESTION_LENGTH)])
+types = torch.cat([torch.zeros(1 + num_patches), torch.ones(QUESTION_LENGTH)])
 plotting.show_patch_grid(vqa_train.images[example], 8,
                          title=f"{vqa_train.questions[example]}?")
 plotting.show_heatmap(torch.stack([types, mask[0].float()]), ["type", "mask"], words,
@@ -972,7 +973,7 @@ plt.show()
 def word_patch_similarity(vilt: ViLT, images: torch.Tensor, tokens: torch.Tensor,
                           positions: torch.Tensor) -> torch.Tensor:
     """Cosine similarity (B, N) between the word at positions[b] and every patch."""
-    num_patches = vilt.embeddings.num_patches
+    num_patches = vilt.embeddings.image_pos_embedding.shape[1] - 1  # N, from (1, 1 + N, D)
     with torch.no_grad():
         z = vilt(images, tokens)  # (B, 1 + N + L, D)
     patches = F.normalize(z[:, 1:1 + num_patches], dim=-1)  # (B, N, D)
@@ -1289,7 +1290,7 @@ def word_attention(vilt: ViLT, images: torch.Tensor, tokens: torch.Tensor,
                    positions: torch.Tensor, block: int = -1) -> torch.Tensor:
     """Attention (B, N) from the text token at positions[b] to the patches, averaged over
     heads, in one block."""
-    num_patches = vilt.embeddings.num_patches
+    num_patches = vilt.embeddings.image_pos_embedding.shape[1] - 1  # N, from (1, 1 + N, D)
     weights = vilt.attention_maps(images, tokens)[block].mean(1)  # (B, S, S)
     rows = weights[torch.arange(len(weights)), 1 + num_patches + positions]  # (B, S)
     return rows[:, 1:1 + num_patches]  # (B, N)
