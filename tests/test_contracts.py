@@ -6,7 +6,8 @@ student's object that the docstring never mentions (``embeddings.num_patches``),
 implementation that follows the docstring passes its check and then breaks Run All. For
 every exercise class of every notebook: each attribute the student's part sets on ``self``
 and each method it defines (what the released stub does not give) that a later cell (not an
-exercise cell) reads must be named in its docstring (or in the statement right above the exercise cell).
+exercise cell) reads must be named in its docstring (or in the statement right above the
+exercise cell).
 """
 
 from __future__ import annotations
