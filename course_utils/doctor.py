@@ -116,6 +116,29 @@ def check_training() -> str:
     return f"forward/backward on {device}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
 
 
+def check_speed() -> str:
+    """A short calibration (``course_utils.bench.calibrate``): how long each notebook should
+    take to run on this machine's CPU, scaled from the reference machine's run."""
+    from course_utils.bench.budgets import REFERENCE, speed
+    from course_utils.bench.calibrate import calibrate
+
+    calibration = calibrate(repeats=2)
+    factor = speed(calibration)
+    estimates = ", ".join(f"{name[:2]} {minutes(seconds * factor)}"
+                          for name, seconds in REFERENCE.notebook_s.items())
+    relative = f"{factor:.1f}× the reference machine's time" if factor >= 1.05 or \
+        factor <= 0.95 else "as fast as the reference machine"
+    busy = " (the machine was busy: these estimates are high)" if calibration.warnings() else ""
+    return (f"speed: {calibration.seconds:.2f} s for the calibration ({relative}); on this "
+            f"machine's CPU each notebook should take about: {estimates} to run top to "
+            f"bottom{busy}")
+
+
+def minutes(seconds: float) -> str:
+    """"< 1 min", "about 3 min"."""
+    return "< 1 min" if seconds < 60 else f"about {round(seconds / 60)} min"
+
+
 def check_grading_tools() -> str:
     """nbgrader runs `alembic` by name when it creates a gradebook (instructors only)."""
     alembic = shutil.which("alembic")
@@ -216,6 +239,7 @@ CHECKS: list[tuple[str, Callable[[], str], bool]] = [
     ("device", check_device, True),
     ("data", check_data, True),
     ("training", check_training, True),
+    ("speed", check_speed, False),  # an estimate for the student: never a failure
     ("grading", check_grading_tools, False),  # only instructors need it: a warning
     # Where the notebooks run: warnings, since `course_utils check` works without JupyterLab.
     ("colab", check_colab, False),
@@ -228,7 +252,7 @@ def main() -> int:
     """Run every check; print one line each; 0 when all required checks pass."""
     failed = []
     for name, check, required in CHECKS:
-        if failed and name in {"device", "data", "training"}:
+        if failed and name in {"device", "data", "training", "speed"}:
             print(f"  skip  {name}: needs the packages above")
             continue
         try:

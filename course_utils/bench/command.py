@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from course_utils.bench import budgets, micro, notebooks, report
+from course_utils.bench import budgets, calibrate, micro, notebooks, report
 from course_utils.bench.results import Report
 from course_utils.release import assignments
 
@@ -26,6 +26,8 @@ class Options:
         check: exit 1 when a budget or threshold is missed, not only when a notebook fails.
         json_path: where the JSON goes (None: build/bench-DEVICE.json in the course folder).
         micro: also run the micro-benchmarks.
+        calibrate: also time the calibration workload, before the notebooks and after them
+            (``calibrate.py``); the CPU budgets are then judged in its units.
     """
 
     root: Path
@@ -34,6 +36,7 @@ class Options:
     check: bool = False
     json_path: Path | None = None
     micro: bool = True
+    calibrate: bool = True
 
 
 def main(options: Options) -> int:
@@ -52,6 +55,11 @@ def main(options: Options) -> int:
         return 2
 
     run = Report(machine=report.machine(device))
+    repeats: list[float] = []
+    load = calibrate.load_per_core()
+    if options.calibrate:
+        progress("calibration ...")
+        repeats += calibrate.time_repeats(device=device)
     if options.micro:
         progress("micro-benchmarks ...")
         run.micro = micro.run_micro(options.root, device)
@@ -61,6 +69,13 @@ def main(options: Options) -> int:
         progress(f"    {report.seconds(run.notebooks[-1].seconds)}"
                  + (" FAILED" if run.notebooks[-1].error else ""))
 
+    if options.calibrate:
+        progress("calibration again ...")
+        repeats += calibrate.time_repeats(device=device)
+        run.calibration = calibrate.summarise(repeats, load)
+        for warning in run.calibration.warnings():
+            progress(f"WARNING: {warning}; its times are not numbers: measure again on an "
+                     "idle machine")
     problems = budgets.check(run)
     print(report.markdown(run, problems), end="")
     json_path = options.json_path or options.root / "build" / f"bench-{device}.json"

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from course_utils.bench.budgets import BUDGETS, THRESHOLDS
+from course_utils.bench.budgets import BUDGETS, REFERENCE, THRESHOLDS, speed
 from course_utils.bench.results import Report
 from course_utils.metrics import format_metric
 
@@ -77,24 +77,52 @@ def header(report: Report) -> str:
     ]
     if m["device"] == "cpu" and m["cpus"] != 2:
         lines.append(f"\nCOURSE_SPEC §7's CPU budgets are for 2 cores; this run had {m['cpus']}.")
+    calibration = report.calibration
+    if calibration is not None:
+        factor = speed(calibration)
+        relative = (f"{factor:.2f}× slower than" if factor > 1.05 else
+                    f"{1 / factor:.2f}× faster than" if factor < 1 / 1.05 else "as fast as")
+        lines += ["", f"Calibration: {calibration.seconds:.2f} s for {calibration.steps} "
+                      f"training steps (median of {len(calibration.repeats)}, spread "
+                      f"{100 * calibration.spread:.0f} %): this machine ran {relative} the "
+                      f"reference machine ({REFERENCE.calibration_s:.2f} s, "
+                      f"{REFERENCE.date}). "
+                      + ("Times are judged in calibration units (seconds ÷ calibration)."
+                         if report.device == "cpu" else "")]
+        lines += [f"\n**Warning:** {w}; these times are not numbers." for w in
+                  calibration.warnings()]
     return "\n".join(lines)
 
 
 def notebook_table(report: Report) -> str:
-    """| notebook | time | budget | peak memory | [GPU memory |] device |, and the total."""
+    """| notebook | time | [units | budget in units |] budget | peak memory | [GPU memory |]
+    device |, and the total. Units: seconds ÷ this run's calibration; their budget is the
+    seconds budget ÷ the reference machine's calibration."""
     budgets = BUDGETS.get(report.device)
     gpu = report.device == "cuda"
-    rows = [["notebook", "time", "budget", "peak memory", *(["GPU memory"] if gpu else []),
-             "device"]]
+    cal = report.calibration.seconds if report.calibration and not gpu else None
+    units = ["units", "budget (units)"] if cal else []
+    rows = [["notebook", "time", *units, "budget (reference s)" if cal else "budget",
+             "peak memory", *(["GPU memory"] if gpu else []), "device"]]
+
+    def calibrated(value: float | None, budget: float | None) -> list[str]:
+        if not cal:
+            return []
+        return ["?" if value is None else f"{value / cal:.1f}",
+                "" if budget is None else f"≤ {REFERENCE.units(budget):.1f}"]
+
     for run in report.notebooks:
         time = seconds(run.seconds) + (" (failed)" if run.error else "")
         budget = budgets.for_notebook(run.name) if budgets else None
-        rows.append([run.name, time, at_most(budget, " s"), mib(run.peak_mib),
-                     *([mib(run.gpu_peak_mib)] if gpu else []), run.device or "?"])
+        rows.append([run.name, time, *calibrated(run.seconds, budget), at_most(budget, " s"),
+                     mib(run.peak_mib), *([mib(run.gpu_peak_mib)] if gpu else []),
+                     run.device or "?"])
     course = budgets.course_s if budgets else None
-    rows.append(["**total**", f"**{seconds(report.total_seconds)}**", at_most(course, " s"),
-                 "", *([""] if gpu else []), ""])
-    return table(rows, "lrrrrl" if gpu else "lrrrl")
+    total = calibrated(report.total_seconds, course)
+    rows.append(["**total**", f"**{seconds(report.total_seconds)}**",
+                 *[f"**{c}**" if i == 0 else c for i, c in enumerate(total)],
+                 at_most(course, " s"), "", *([""] if gpu else []), ""])
+    return table(rows, "lr" + "r" * len(units) + "rr" + ("r" if gpu else "") + "l")
 
 
 def figure_table(report: Report) -> str:

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from course_utils.bench.calibrate import Calibration
+
 
 @dataclass
 class Metric:
@@ -68,11 +70,13 @@ class MicroResult:
 
 @dataclass
 class Report:
-    """A whole run: the machine (``report.machine``), the notebooks, the micro-benchmarks."""
+    """A whole run: the machine (``report.machine``), the notebooks, the micro-benchmarks,
+    and the machine's speed during the run (``calibrate.py``)."""
 
     machine: dict[str, Any]
     notebooks: list[NotebookRun] = field(default_factory=list)
     micro: list[MicroResult] = field(default_factory=list)
+    calibration: Calibration | None = None  # the machine's speed during the run
 
     @property
     def device(self) -> str:

@@ -206,7 +206,7 @@ class _EndsLast(Vocabulary):
 
 
 def _run_tokenize(implementation: Callable, case: Case) -> Outputs:
-    kind = _EndsLast if case.inputs.get("ends_last") else Vocabulary
+    kind = _EndsLast if case.inputs.get("specials") == "last" else Vocabulary
     vocab = kind(case.inputs["words"])
     captions = case.inputs["captions"]
     captions = captions if isinstance(captions, str) else list(captions)
@@ -219,9 +219,9 @@ def _tokenize_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
     scenes = generate_scenes(12, seed=_seed(generator), split="train")
     captions = caption_scenes(scenes, seed=_seed(generator))
 
-    def case(name, captions, context_length, words=words, raises=None, ends_last=False):
+    def case(name, captions, context_length, words=words, raises=None, specials="first"):
         return Case(name, {"captions": captions, "words": list(words),
-                           "context_length": context_length, "ends_last": ends_last},
+                           "context_length": context_length, "specials": specials},
                     raises=raises)
 
     longest = max(len(c.split()) for c in captions[:3])
@@ -233,7 +233,7 @@ def _tokenize_cases(generator: torch.Generator, hidden: bool) -> list[Case]:
         case("a word outside the vocabulary (-> <unk>)", ["a zebra circle", "a red circle"], 8),
         case("a single string, not a list: one row", "a small red circle", 7),
         case("another vocabulary, whose <start> and <end> have the largest ids (as in "
-             "open_clip's)", captions[7:9], 20, ends_last=True),
+             "open_clip's)", captions[7:9], 20, specials="last"),
         case("context_length 1, which it must refuse", captions[:2], 1, raises=ValueError),
     ]
     if hidden:

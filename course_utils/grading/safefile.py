@@ -42,7 +42,8 @@ def read_regular(path: Path | str, max_bytes: int, *, tail: bool = False) -> byt
         size = info.st_size
         if size > max_bytes:
             if not tail:
-                raise UnsafeFile(f"{Path(path).name} is larger than {max_bytes} bytes")
+                raise UnsafeFile(f"{Path(path).name} is larger than the budget of {max_bytes} "
+                                 "bytes")
             os.lseek(fd, size - max_bytes, os.SEEK_SET)
             size = max_bytes
         chunks, left = [], size
@@ -66,7 +67,8 @@ def copy_regular(source: Path | str, target: Path | str, max_bytes: int) -> int:
     fd, info = _open(source)
     try:
         if info.st_size > max_bytes:
-            raise UnsafeFile(f"{Path(source).name} is larger than {max_bytes} bytes")
+            raise UnsafeFile(f"{Path(source).name} is larger than the budget of {max_bytes} "
+                             "bytes")
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         copied = 0
         with os.fdopen(out, "wb") as handle:
