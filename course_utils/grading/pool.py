@@ -122,10 +122,14 @@ def run_jobs(jobs: list[submissions.Job], workers: int, gpu: bool, on_result, *,
             while len(pool.running) < pool.workers and \
                     len(todo) > sum(w.job is None for w in pool.running):
                 pool.start()
-            for worker in pool.running:
+            for worker in list(pool.running):
                 if worker.ready and worker.job is None and todo:
                     worker.job, worker.started = todo.pop(), time.monotonic()
-                    worker.connection.send(worker.job[1])
+                    try:
+                        worker.connection.send(worker.job[1])
+                    except OSError:  # it died while idle: its job goes back to the queue
+                        todo.append(worker.job)
+                        pool.replace(worker)
             ready = wait([w.connection for w in pool.running] +
                          [w.process.sentinel for w in pool.running], timeout=POLL)
             for worker in list(pool.running):
