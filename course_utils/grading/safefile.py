@@ -23,7 +23,9 @@ def _open(path: Path | str) -> tuple[int, os.stat_result]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
                      | getattr(os, "O_NOCTTY", 0))
     except OSError as error:
-        raise UnsafeFile(f"cannot open {Path(path).name}: {error.strerror}") from None
+        failure = UnsafeFile(f"cannot open {Path(path).name}: {error.strerror}")
+        failure.errno = error.errno  # ENOENT: there is no such file
+        raise failure from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)

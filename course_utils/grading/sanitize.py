@@ -25,15 +25,15 @@ the grader can flag the submission (``cells_restored``).
 from __future__ import annotations
 
 import copy
+import errno
 import json
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from course_utils.grading.plan import BEGIN_HIDDEN, END_HIDDEN, nbgrader_info
+from course_utils.grading.safefile import UnsafeFile, read_regular
 
 #: The largest notebook file read (a notebook of outputs-free code is a few hundred kB).
 MAX_NOTEBOOK_BYTES = 64 << 20
@@ -51,22 +51,11 @@ def load(path: Path | None, max_bytes: int = MAX_NOTEBOOK_BYTES) -> Loaded:
     if path is None:
         return Loaded(None, "missing_notebook", "no notebook was submitted")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return Loaded(None, "missing_notebook", f"no file {Path(path).name}")
-    except OSError as error:
-        return Loaded(None, "invalid_notebook", f"cannot open the file: {error.strerror}")
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return Loaded(None, "invalid_notebook", "not a regular file")
-        if info.st_size > max_bytes:
-            return Loaded(None, "invalid_notebook",
-                          f"the file is larger than {max_bytes >> 20} MB")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            raw = handle.read(max_bytes + 1)
-    finally:
-        os.close(fd)
+        raw = read_regular(path, max_bytes)
+    except UnsafeFile as error:
+        if error.errno == errno.ENOENT:
+            return Loaded(None, "missing_notebook", f"no file {Path(path).name}")
+        return Loaded(None, "invalid_notebook", str(error))
     try:
         data = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
