@@ -38,7 +38,7 @@ def stand_in(root: Path, work: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     steps = round(work * REPEATS_OF_WORK * 25)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "from course_utils.bench.calibrate import workload\n"
+        "from course_utils.speed import workload\n"
         f"workload({steps})  # {work}× the stand-in's work")])
     nbformat.write(notebook, folder / f"{NAME}.ipynb")
 

@@ -204,3 +204,48 @@ def plot_losses(curves: Mapping[str, Sequence[float]] | Sequence[float], title: 
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def show_four_tasks(scene_image, caption: str, question: str, answer: str,
+                    other_images: Sequence, size: float = 2.6):
+    """One scene through the lecture's four multimodal tasks, each labelled with the notebook
+    that builds it: retrieval (a caption finds its image among others), visual question
+    answering, captioning (image → text) and generation (text → image).
+
+    Args:
+        scene_image: the scene's picture; ``other_images``: the retrieval's distractors.
+        caption, question, answer: the scene's caption and one question with its answer.
+    """
+    import textwrap
+
+    fig = plt.figure(figsize=(4 * size, 1.35 * size))
+    grid = fig.add_gridspec(2, 4 * len(other_images) + 4, height_ratios=(1, 0.35))
+    wide = len(other_images) + 1
+    tasks = [("Retrieval · notebook 04", f"query: “{caption}”", "→ finds its picture"),
+             ("Question answering · notebook 05", f"“{question}”", f"→ “{answer}”"),
+             ("Captioning · notebook 07 (planned)", "picture →", f"“{caption}”"),
+             ("Generation · notebook 06", f"“{caption}”", "→ a new picture")]
+
+    def text(ax, title, above, below):
+        ax.axis("off")
+        ax.set_title(title, fontsize=9, fontweight="bold")
+        ax.text(0.5, 0.5, "\n".join(textwrap.wrap(above, 30) + textwrap.wrap(below, 30)),
+                ha="center", va="center", fontsize=7.5, transform=ax.transAxes)
+
+    for column, (title, above, below) in enumerate(tasks):
+        start = column * wide
+        if column == 0:  # the caption's picture among distractors, the match framed
+            for k, image in enumerate([scene_image, *other_images]):
+                ax = fig.add_subplot(grid[0, start + k])
+                ax.imshow(as_hwc(image), interpolation="nearest")
+                ax.set_xticks([]), ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_color("tab:green" if k == 0 else "lightgray")
+                    spine.set_linewidth(3 if k == 0 else 1)
+        else:
+            ax = fig.add_subplot(grid[0, start:start + wide])
+            ax.imshow(as_hwc(scene_image), interpolation="nearest")
+            ax.axis("off")
+        text(fig.add_subplot(grid[1, start:start + wide]), title, above, below)
+    fig.tight_layout()
+    return fig

@@ -24,7 +24,7 @@ from course_utils.checks import clip as checks
 from tests.notebook_code import load_solution, rejects, solution_notebook
 
 EXERCISES = ["tokenize", "TextTransformer", "MiniCLIP", "build_zero_shot_classifier",
-             "recall_at_k"]
+             "recall_at_k", "count_swap"]
 
 
 @pytest.fixture(scope="module")
@@ -336,6 +336,60 @@ def test_zero_shot_classifier_refuses_open_clips(how):
                                                          "scratch")
 
 
+# --- count_swap --------------------------------------------------------------------------------
+
+
+def test_count_swap_accepts_a_correct_answer_written_differently():
+    import re
+
+    following = {"two": "three", "three": "four", "four": "two"}
+
+    def with_a_regex(caption):
+        pattern = r"\b(two|three|four)\b"
+        if re.search(pattern, caption) is None:
+            return None
+        return re.sub(pattern, lambda match: following[match.group()], caption)
+
+    checks.count_swap(with_a_regex)
+    checks.count_swap(with_a_regex, seed=2026, hidden=True)
+
+
+def test_count_swap_rejects_wrong_answers(solution):
+    swap = solution["count_swap"]
+
+    def chained(caption):  # each replace undoes the one before
+        out = caption.replace("two", "three").replace("three", "four").replace("four", "two")
+        return out if any(w in ("two", "three", "four") for w in caption.split()) else None
+
+    def unchanged(caption):
+        return caption
+
+    def to_one(caption):  # four -> "one": "one red circles" breaks the plural
+        words = caption.split()
+        if not any(w in data.COUNT_WORDS[2:] for w in words):
+            return None
+        return " ".join(data.COUNT_WORDS[data.COUNT_WORDS.index(w) + 1]
+                        if w in ("two", "three") else "one" if w == "four" else w for w in words)
+
+    def also_a(caption):  # treats "a" as a count too ("two photo of ...")
+        return " ".join("two" if w == "a" else w for w in (swap(caption) or caption).split())
+
+    def first_only(caption):
+        words = caption.split()
+        for i, w in enumerate(words):
+            if w in ("two", "three", "four"):
+                return " ".join(words[:i] + swap(w).split() + words[i + 1:])
+        return None
+
+    rejects(checks.count_swap, chained, "names the same count")
+    rejects(checks.count_swap, unchanged, "names the same count")
+    rejects(checks.count_swap, to_one, "stay a plural count")
+    rejects(checks.count_swap, also_a, "\"a\" is not one of them")
+    rejects(checks.count_swap, first_only, "swap every count word")
+    rejects(checks.count_swap, lambda c: swap(c) or c, "return None")
+    rejects(checks.count_swap, lambda c: swap(c).upper() if swap(c) else None, "count_swap")
+
+
 # --- recall_at_k -------------------------------------------------------------------------------
 
 
@@ -420,8 +474,10 @@ def _zero_shot_model(keep=None, hidden=False) -> StandIn:
 def test_zero_shot_quality_passes_a_model_that_knows_the_classes(capsys):
     checks.zero_shot_quality(_zero_shot_model())
     out = capsys.readouterr().out
-    assert "✓ zero-shot accuracy, 15 classes (graded): 100.0 %" in out
-    assert "held-out pairs (compositional, graded cell): 100.0 %" in out
+    assert "held-out pairs (compositional, not graded): 100.0 %" in out
+    # the cell's last line is the graded figure and its threshold
+    assert out.strip().splitlines()[-1] == ("✓ zero-shot accuracy, 15 classes (graded): "
+                                            "100.0 % (at least 95.0 %): passed")
 
 
 def test_zero_shot_quality_fails_a_colour_blind_model():

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,6 +61,8 @@ def test_every_picture_draws(close_figures):
         plotting.show_heatmap(torch.rand(3, 4), ["a", "b", "c"], list("wxyz"), title="sim"),
         plotting.show_attention(images[:2], torch.rand(2, 16)),
         plotting.plot_losses({"train": list(np.linspace(2, 0.1, 50))}, smooth=5),
+        plotting.show_four_tasks(images[0], "a red circle", "how many objects are there", "one",
+                                 images[1:4]),
     ]
     assert all(len(fig.axes) > 0 for fig in figures)
 
@@ -91,11 +94,11 @@ def cross_entropy(model, x, y):
     return torch.nn.functional.cross_entropy(model(x), y)
 
 
-def fit_once():
+def fit_once(**options):
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 2)
     losses = training.train(model, cross_entropy, toy_problem(), epochs=5, batch_size=32,
-                            lr=0.1)
+                            lr=0.1, **options)
     return model, losses
 
 
@@ -119,6 +122,75 @@ def test_train_and_accuracy_refuse_mismatched_inputs():
                        batch_size=8, lr=0.1)
     with pytest.raises(ValueError, match="expected logits"):
         training.accuracy(torch.zeros(3, 2), torch.zeros(4))
+
+
+def test_train_calls_on_step_after_every_step_with_the_model():
+    seen = []
+    model, losses = fit_once(on_step=lambda step, m: seen.append((step, m)))
+    assert [step for step, _ in seen] == list(range(len(losses)))
+    assert all(m is model for _, m in seen)
+
+
+class LoopOverBatch(torch.nn.Module):
+    """Correct but slow: its middle layer runs one row at a time."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(2, 16)
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(16, 16), torch.nn.Linear(16, 16)])
+        self.head = torch.nn.Linear(16, 2)
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = torch.stack([self.blocks[0](row) for row in h])  # (B, 16), row by row
+        return self.head(self.blocks[1](h))
+
+
+def test_step_timer_says_how_long_and_names_the_slow_part(monkeypatch):
+    monkeypatch.setattr(training.speed, "machine_factor", lambda: 1.0)
+    lines = []
+    model = LoopOverBatch()
+    x = torch.randn(64, 2)
+    timer = training.StepTimer(1000, reference_step_s=1e-7, model=model, write=lines.append)
+    for _ in range(training.WARMUP_STEPS + training.CONFIRM_STEPS + 5):
+        model(x)
+        timer.tick(probe=lambda: model(x))
+    assert len(lines) == 1, "the verdict is written once"
+    assert "the reference implementation's" in lines[0] and "1000 steps will take" in lines[0]
+    assert "`blocks.0`" in lines[0], lines[0]
+    assert model.training, "the probe leaves the model's mode as it was"
+
+    lines.clear()
+    timer = training.StepTimer(10**9, reference_step_s=1e6, model=model, write=lines.append)
+    for _ in range(training.WARMUP_STEPS + training.CONFIRM_STEPS + 5):
+        timer.tick()
+    assert len(lines) == 1 and "steps, about" in lines[0], "a long run: its duration, once"
+
+    lines.clear()
+    timer = training.StepTimer(20, reference_step_s=1e6, model=model, write=lines.append)
+    for _ in range(20):
+        timer.tick()
+    assert lines == [], "a fast, short run says nothing"
+
+
+def test_a_busy_moment_is_not_called_slow_code(monkeypatch):
+    monkeypatch.setattr(training.speed, "machine_factor", lambda: 1.0)
+    lines = []
+    timer = training.StepTimer(20, reference_step_s=0.01, write=lines.append)
+    pauses = iter([0.0] * training.WARMUP_STEPS + [0.1, 0.1] + [0.0] * 20)  # two slow steps
+    for _ in range(20):
+        time.sleep(next(pauses))
+        timer.tick()
+    assert lines == []
+
+
+def test_slowest_part_descends_into_the_container_that_holds_the_time():
+    from course_utils import speed
+
+    times = {"embed": 0.1, "blocks": 0.8, "blocks.0": 0.7, "blocks.1": 0.1, "head": 0.1}
+    name, share = speed.slowest_part(times)
+    assert name == "blocks.0" and share == pytest.approx(0.7)
+    assert speed.slowest_part({}) is None
 
 
 def test_warmup_cosine_rises_then_decays_to_zero():

@@ -16,6 +16,7 @@ from course_utils.bench.results import Metric, Report
 from course_utils.checks.vilt import COUNT_THRESHOLD
 from course_utils.data import QUESTION_TYPES
 from course_utils.metrics import format_metric
+from course_utils.speed import REFERENCE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class Reference:
         calibration_s: the calibration's median there (``calibrate.Calibration.seconds``).
         machine: the machine, in words (the one the README's table names).
         date: when it was measured.
-        notebook_s: each notebook's seconds in that run (for "about N minutes on your
-            machine": ``doctor`` scales them by the ratio of the calibrations).
+        notebook_s: each notebook's seconds there (for "about N minutes on your machine":
+            ``doctor`` scales them by the ratio of the calibrations).
     """
 
     calibration_s: float
@@ -103,12 +104,14 @@ class Reference:
 #: how much slower torch's own kernels ran that day than in the README's micro-benchmark table
 #: (F.conv2d 2.63×, SDPA forward 2.16×, forward + backward 1.91×: median 2.16×).
 REFERENCE = Reference(
-    calibration_s=0.714 / 2.16,
+    calibration_s=REFERENCE_SECONDS,
     machine="2 CPU cores (AMD EPYC), 2 torch threads, torch 2.14.1, Python 3.11.7 (README)",
     date="2026-11-28",
-    notebook_s={"00_welcome": 4.1, "01_convolution_pooling": 13.1,
-                "02_vision_transformer": 29.9, "03_similarity_contrastive": 16.5,
-                "04_mini_clip": 68.8, "05_vilt_vqa": 187.7, "06_diffusion": 156.1},
+    # The notebooks with issue 17's experiments, 2026-12-07: that run's calibration units
+    # (README, "On 2 CPU cores") times the reference calibration.
+    notebook_s={"00_welcome": 3.6, "01_convolution_pooling": 27.8,
+                "02_vision_transformer": 106.4, "03_similarity_contrastive": 24.6,
+                "04_mini_clip": 96.3, "05_vilt_vqa": 177.8, "06_diffusion": 286.0},
 )
 
 

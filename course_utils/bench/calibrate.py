@@ -10,7 +10,8 @@ fast host to a slow one, and grows only when the course itself gets slower.
 
 The budgets (``budgets.CALIBRATED``) are COURSE_SPEC §7's seconds divided by the calibration
 of the reference machine (``budgets.REFERENCE``), measured idle on the machine the README's
-table names.
+table names. The workload itself is ``course_utils.speed.workload``: training cells time it too,
+to say how long a student's model should take on their machine.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-#: Training steps of one repeat (about a second on the reference machine).
-STEPS = 25
+from course_utils.speed import STEPS, workload
+
 #: Repeats before the notebooks and again after them.
 REPEATS = 3
 #: A spread (max − min) / median across the repeats above this says "the machine was busy".
@@ -70,26 +69,6 @@ class Calibration:
             found.append(f"the load average was {self.load:.2f} per core before the run: the "
                          "machine was busy")
         return found
-
-
-def workload(steps: int = STEPS, device: str = "cpu") -> None:
-    """``steps`` AdamW steps of a small CNN on a fixed batch of 64 images 32×32 (seeded)."""
-    generator = torch.Generator().manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, 15),
-    ).to(device)
-    images = torch.rand(64, 3, 32, 32, generator=generator).to(device)  # (B, C, H, W)
-    labels = torch.randint(0, 15, (64,), generator=generator).to(device)  # (B,)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for _ in range(steps):
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def load_per_core() -> float | None:

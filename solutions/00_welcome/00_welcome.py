@@ -14,19 +14,50 @@
 # **Multimodal from Scratch** builds the pieces of today's text-and-image models one at a
 # time: convolutions and vision transformers that read images, losses that pull matching
 # image–text pairs together, a small CLIP, a ViLT that answers questions about pictures, and a
-# diffusion model that draws them. This first notebook sets up your tools and introduces the
-# data every later notebook uses.
+# diffusion model that draws them. This first notebook says what "multimodal" means, sets up
+# your tools and introduces the data every later notebook uses.
 #
 # **You will learn**
+# - what a modality is, and the four multimodal tasks this course builds;
 # - how an image becomes a tensor a network can read: `(H, W, 3)` bytes → `(3, H, W)` floats;
 # - how colour becomes brightness (luma), and what is lost on the way;
 # - the *Shapes world*: generated scenes with captions and questions, the course's data set;
 # - how exercises, tests and grading work in this course.
 #
-# **Time:** about 30 minutes. The notebook runs top to bottom in under a minute on a laptop CPU.
+# **Time:** about 35 minutes: 15 minutes of reading, 20 of exercises; the notebook runs top to
+# bottom in under a minute on a laptop CPU.
 #
 # **Prerequisites:** Python and NumPy; a first contact with PyTorch tensors helps but is not
 # needed.
+
+# %% [markdown]
+# ## 0 · What is a modality?
+#
+# We meet the world through our **senses**: sight, hearing, touch, smell, taste. Each is a
+# different *kind* of signal about the same world, and neuroscience calls each such channel a
+# **modality**. Computers meet the world through **digital modalities**: text (sequences of
+# tokens), images (grids of pixels), audio (waveforms), video (images in time) and sensor
+# streams (depth, temperature, GPS, …). The same scene can arrive in several of them at once: a
+# photo and its caption, a video and its soundtrack.
+#
+# A model is **multimodal** when it takes in, relates or produces more than one modality. The
+# hard part is that the modalities do not share a format: a caption is a handful of discrete
+# words, a picture thousands of continuous numbers. Every model in this course answers the
+# same question in its own way: *how do we bring the two into one space where they can be
+# compared, combined, or turned into each other?*
+#
+# This course works with **text and images**, and builds the four tasks that the lecture it
+# follows names, each on the same small world of generated scenes (the figure after the set-up
+# shows one scene through all four):
+#
+# - **retrieval**: find the picture that matches a caption, and the reverse (a mini CLIP,
+#   notebook 04);
+# - **visual question answering**: answer a question about a picture (a ViLT, notebook 05);
+# - **captioning**: describe a picture in words (text generation; notebook 07, planned);
+# - **generation**: draw a picture from a caption (a diffusion model, notebook 06).
+#
+# Notebooks 01–03 build what all four need: encoders that turn an image into vectors (a CNN,
+# a vision transformer), and losses that bring a matched image–text pair together.
 
 # %% [markdown]
 # ## Set-up
@@ -74,6 +105,21 @@ from course_utils.checks import welcome as checks
 device = course_utils.get_device()
 course_utils.seed_everything(0)
 print(f"course_utils {course_utils.__version__}, torch {torch.__version__}, device: {device}")
+
+# %% [markdown]
+# ### One scene, four tasks
+#
+# The next cell takes one scene of the Shapes world (section 3 shows how it is made) and lays
+# out the four tasks on it: what goes in, and what comes out.
+
+# %%
+task_scenes = data.generate_scenes(4, seed=1)
+task_images = data.render_scenes(task_scenes, image_size=64)  # (4, 64, 64, 3) uint8
+task_caption = data.caption_scenes(task_scenes[:1], seed=0)[0]
+task_question = data.make_question(task_scenes[0], "count", np.random.default_rng(0))
+plotting.show_four_tasks(task_images[0], task_caption, task_question.question,
+                         task_question.answer, task_images[1:])
+plt.show()
 
 # %% [markdown]
 # ## How this course works
@@ -186,7 +232,9 @@ plt.show()
 #
 # Many classic vision operations (the edge detectors of notebook 01, for one) work on a single
 # brightness channel. Our eyes are most sensitive to green and least to blue, so brightness
-# (*luma*, ITU-R BT.601) is a weighted sum, not a plain average:
+# (*luma*) is a weighted sum, not a plain average. The weights come from the ITU-R BT.601
+# standard, (0.299, 0.587, 0.114), which torchvision writes as 0.2989 for red; we use
+# torchvision's constants so that your function can be checked against it:
 #
 # $$Y = 0.2989\,R + 0.587\,G + 0.114\,B.$$
 #
@@ -331,21 +379,42 @@ print(batch_images.shape, batch_images.device, rgb_to_grayscale(batch_images).sh
 # ## 4 · A question to answer in words (2 points)
 #
 # Suppose every Shapes-world image were converted to grayscale with your `rgb_to_grayscale`
-# before a model saw it. **Which of the five question types (count, colour, shape, exists,
-# relation) could a model still answer perfectly, which not, and why?** Be specific about
-# questions that mention a colour ("is the red circle left of the blue square?"). Two to five
-# sentences.
+# before a model saw it. What would a model lose? The next cell gives you evidence: the grey
+# level your function gives each of the world's five colours and its background (the renderer
+# also shifts each object's colour by up to ±0.04 per channel). Look at the question
+# templates too: `data.questions.COUNT_TEMPLATES`, `COLOUR_TEMPLATE`, `SHAPE_TEMPLATE`,
+# `EXISTS_TEMPLATE` and `RELATION_TEMPLATE`.
+
+# %%
+palette = torch.tensor([data.COLOUR_RGB[c] for c in data.COLOURS] + [data.world.BACKGROUND_RGB])
+lumas = rgb_to_grayscale(palette[:, :, None, None])[:, 0, 0, 0]  # (6,): one grey level each
+names_and_lumas = zip([*data.COLOURS, "background"], lumas.tolist(), strict=True)
+for name, luma in sorted(names_and_lumas, key=lambda pair: pair[1]):
+    print(f"{name:>10}: {luma:.3f}")
+for template in (*data.questions.COUNT_TEMPLATES, data.questions.COLOUR_TEMPLATE,
+                 data.questions.SHAPE_TEMPLATE, data.questions.EXISTS_TEMPLATE,
+                 data.questions.RELATION_TEMPLATE):
+    print(template)
+
+# %% [markdown]
+# **Which of the five question types (count, colour, shape, exists, relation) could a model
+# still answer perfectly from grayscale images, which only sometimes, and why?** Use the grey
+# levels above, and be specific about questions that name a colour ("is the red circle left of
+# the blue square?"). Two to five sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "written_grayscale", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# Shape and count questions that mention no colour ("how many circles", "what shape is ...")
-# survive: outlines and positions are intact. Colour questions cannot be answered in general:
-# luma maps different colours to grey levels, and two colours (or a colour and the
-# background) can even map to the same level, so "what colour is the circle" becomes guesswork
-# from brightness alone. Exists and relation questions that name a colour ("is there a blue
-# triangle", "is the red circle left of ...") fail for the same reason: the model cannot tell
-# which object is the red one, though it may guess from typical brightness when the five
-# colours happen to have distinct luma. (Grading: 1 point for naming the types that survive
-# and those that do not, 1 point for the reason: luma is a many-to-one map of colours.)
+# Only questions that name no colour survive perfectly: the count questions "how many objects",
+# "how many {shapes}" and "how many {size} objects" (3 of the 5 count templates), because
+# outlines, sizes and positions are intact in grayscale. Every other type names a colour in this
+# world: colour questions ask for one, and shape ("what shape is the [size] red object"),
+# exists ("is there a red circle"), relation ("is the red circle left of the blue square") and
+# the two colour count templates refer to objects by colour. Those can be answered only when the
+# grey level still identifies the colour: yellow (0.81) and green (0.55) stay distinct, but red
+# (0.385), blue (0.420) and purple (0.450) lie within the ±0.04 colour jitter of each other, so
+# a model must guess among them; no colour is confused with the background (0.07). (Grading:
+# 1 point for the split — only the colour-free count questions survive, every type that names
+# a colour is at risk; 1 point for the reason from the evidence — luma is many-to-one, and red,
+# blue and purple collide while yellow and green remain identifiable.)
 
 # %% [markdown]
 # ## What you built, and where it lives in real systems

@@ -28,10 +28,12 @@
 # - hand-made filters (blur, Sobel edges) on a photograph;
 # - to write a training loop and train your first network, a small CNN, to ≥ 95 % held-out
 #   accuracy, and to read its feature maps;
+# - to test a claim by experiment: what the network loses without its non-linearities;
 # - the receptive field: how much of the image one unit sees.
 #
-# **Time:** about 90 minutes of work. The solution notebook runs top to bottom in about
-# 30 seconds on a 2-core laptop CPU (20 s of CPU time on one core, half of it training), and in
+# **Time:** about 2.5–3 hours: 40 minutes of reading, 1.5–2 hours of exercises and written
+# answers, and about a minute of running. The solution notebook runs top to bottom in about
+# 40 seconds on a 2-core laptop CPU (most of it training, the experiment included), and in
 # seconds on a GPU.
 #
 # **Prerequisites:** notebook 00 (images as `(C, H, W)` tensors, the Shapes world); PyTorch
@@ -73,6 +75,7 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
     importlib.invalidate_caches()
 
 import time
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -201,7 +204,8 @@ plt.show()
 #
 # **Cross-correlation, not convolution.** In mathematics and signal processing, the
 # convolution *flips* the kernel: $(x * w)[i, j] = \sum_{k,l} w[k, l]\, x[i - k, j - l]$
-# (Goodfellow et al., 2016, *Deep Learning*, §9.1, eq. 9.4). Equation (1) has no flip: it is
+# (Goodfellow et al., 2016, *Deep Learning*, §9.1, eq. 9.5, the commutative form of their
+# eq. 9.4). Equation (1) has no flip: it is
 # a *cross-correlation* (their eq. 9.6), and it is what every deep-learning library computes
 # and calls convolution. For a learned kernel the difference does not matter (the network
 # learns the flipped kernel instead); for a hand-made kernel, or to match a library, it does.
@@ -597,8 +601,9 @@ checks.conv2d(conv2d, seed=2026, hidden=True)
 # the time is multiplied by 64).
 
 # %%
-def best_of(fn, repeats=5):
-    """The fastest of ``repeats`` runs of ``fn()``, in seconds (after one warm-up run)."""
+def best_of(fn, device, repeats=5):
+    """The fastest of ``repeats`` runs of ``fn()`` on ``device``, in seconds (after one
+    warm-up run)."""
     fn()
     times = []
     for _ in range(repeats):
@@ -617,9 +622,10 @@ w_bench, b_bench = torch.randn(16, 3, 3, 3, device=device), torch.randn(16, devi
 with torch.no_grad():
     timings = {
         "conv2d_naive (×64)": 64 * best_of(lambda: conv2d_naive(x_bench[:1], w_bench, b_bench,
-                                                                padding=1), repeats=1),
-        "your conv2d (im2col)": best_of(lambda: conv2d(x_bench, w_bench, b_bench, padding=1)),
-        "F.conv2d": best_of(lambda: F.conv2d(x_bench, w_bench, b_bench, padding=1)),
+                                                                padding=1), device, repeats=1),
+        "your conv2d (im2col)": best_of(lambda: conv2d(x_bench, w_bench, b_bench, padding=1),
+                                        device),
+        "F.conv2d": best_of(lambda: F.conv2d(x_bench, w_bench, b_bench, padding=1), device),
     }
 for name, seconds in timings.items():
     print(f"{name:>22}: {1000 * seconds:9.2f} ms "
@@ -955,8 +961,10 @@ plt.show()
 #
 # - Each block doubles the channels while pooling halves height and width: more kinds of
 #   patterns, each over a larger region.
-# - **ReLU**, $\max(0, z)$, makes the stack non-linear (without it, three convolutions would
-#   collapse into one).
+# - **ReLU**, $\max(0, z)$, makes the stack non-linear. Convolutions with nothing non-linear
+#   between them collapse into one linear map: a convolution of a convolution is one larger
+#   convolution. (Is ReLU the only non-linear layer in this table? An experiment after
+#   training asks.)
 # - **Batch normalisation** (Ioffe & Szegedy, 2015, Algorithm 1) standardises every channel
 #   over the batch, $\gamma (z - \mu_B) / \sqrt{\sigma_B^2 + \epsilon} + \beta$, which makes
 #   training much faster and less sensitive to the learning rate. It uses the batch's
@@ -1058,16 +1066,21 @@ print(f"{sum(p.numel() for p in SmallCNN().parameters()):,} parameters")
 #    ones);
 # 4. **backward**: `loss.backward()` computes $\partial \mathcal{L} / \partial \theta$ for
 #    every weight $\theta$ by backpropagation;
-# 5. **update**: the optimizer moves every weight against its gradient. We use AdamW (Adam,
-#    Kingma & Ba, 2015, which scales each weight's step by running averages of its
-#    gradients, with decoupled weight decay, Loshchilov & Hutter, 2019);
+# 5. **update**: the optimizer moves every weight against its gradient. We use AdamW: Adam
+#    (Kingma & Ba, 2015) steps each weight by a running average of its gradient divided by
+#    the square root of a running average of its *squared* gradient, so every weight moves
+#    by about the learning rate whatever its gradient's scale; AdamW adds decoupled weight
+#    decay (Loshchilov & Hutter, 2019);
 # 6. **schedule**: the learning rate rises linearly over the first 5 % of the steps (a
 #    *warm-up*, Goyal et al., 2017) and then decays along a cosine to zero (Loshchilov &
 #    Hutter, 2017).
 #
-# An **epoch** is one pass over the training set in a new random order. The progress bar
-# shows the steps and the current loss; every run gives the same model (seeded weights and
-# order).
+# An **epoch** is one pass over the training set in a new random order. The numbers of the
+# run (the model's width, the epochs, the batch size, the learning rate…) sit together in one
+# configuration, a `@dataclass`, as in the notebooks that follow. The progress bar shows the
+# steps and the current loss; a few steps in, a line says how long the run will take on your
+# machine (and whether your `SmallCNN` is far slower than ours). Every run gives the same
+# model (seeded weights and order).
 
 # %% nbgrader={"grade": false, "grade_id": "data_shapes", "locked": true, "schema_version": 3, "solution": false, "task": false}
 train_set = data.ShapesClassification("train", size=3000, seed=0, hold_out=False)
@@ -1075,25 +1088,42 @@ test_set = data.ShapesClassification("test", size=1500, seed=0, hold_out=False)
 print("train", tuple(train_set.images.shape), "test", tuple(test_set.images.shape))
 
 # %% nbgrader={"grade": false, "grade_id": "train_cnn", "locked": true, "schema_version": 3, "solution": false, "task": false}
-EPOCHS, BATCH_SIZE, LEARNING_RATE = 6, 64, 3e-3
+@dataclass
+class CNNConfig:
+    """The SmallCNN this notebook trains, and how (every number is explained in the text)."""
 
+    width: int = 16               # channels of block 1 (then 32 and 64)
+    epochs: int = 6               # passes over the 3,000 training images
+    batch_size: int = 64
+    lr: float = 3e-3              # AdamW's peak learning rate
+    weight_decay: float = 1e-4
+    warmup: float = 0.05          # the fraction of the steps spent warming up
+    reference_step_s: float = 0.016  # one step of the solution on the reference CPU
+
+
+config = CNNConfig()
 torch.manual_seed(0)  # the initial weights
-model = SmallCNN().to(device)
-optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
-steps_per_epoch = len(train_set) // BATCH_SIZE  # the last, incomplete batch is dropped
-total_steps = EPOCHS * steps_per_epoch
-scheduler = training.warmup_cosine(optimizer, total_steps, warmup_steps=total_steps // 20)
+model = SmallCNN(width=config.width).to(device)
+optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                              weight_decay=config.weight_decay)
+steps_per_epoch = len(train_set) // config.batch_size  # the last, incomplete batch is dropped
+total_steps = config.epochs * steps_per_epoch
+scheduler = training.warmup_cosine(optimizer, total_steps,
+                                   warmup_steps=int(config.warmup * total_steps))
 train_images = train_set.images.to(device)  # (3000, 3, 32, 32)
 train_labels = train_set.labels.to(device)  # (3000,)
 shuffle = torch.Generator().manual_seed(0)  # the order of the mini-batches
+# says, a few steps in, how long the run will take here, and if your model is far slower
+timer = training.StepTimer(total_steps, reference_step_s=config.reference_step_s,
+                           model=model, device=device, desc="training SmallCNN")
 
 losses = []
 model.train()  # BatchNorm uses the batch's statistics
 with tqdm(total=total_steps, desc="training SmallCNN", unit="step") as progress:
-    for epoch in range(EPOCHS):
+    for epoch in range(config.epochs):
         order = torch.randperm(len(train_images), generator=shuffle).to(device)
         for step in range(steps_per_epoch):
-            batch = order[step * BATCH_SIZE:(step + 1) * BATCH_SIZE]  # (B,) indices
+            batch = order[step * config.batch_size:(step + 1) * config.batch_size]  # (B,)
             logits = model(train_images[batch])  # 1. forward: (B, 15)
             loss = F.cross_entropy(logits, train_labels[batch])  # 2. loss, eq. (7)
             optimizer.zero_grad()  # 3. forget the previous step's gradients
@@ -1101,6 +1131,7 @@ with tqdm(total=total_steps, desc="training SmallCNN", unit="step") as progress:
             optimizer.step()  # 5. AdamW update
             scheduler.step()  # 6. the next step's learning rate
             losses.append(loss.item())
+            timer.tick(probe=lambda batch=batch: model(train_images[batch]))
             progress.update()
             progress.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
 model.eval()  # BatchNorm uses its running averages from now on
@@ -1111,13 +1142,15 @@ print(f"final loss {np.mean(losses[-20:]):.4f}")
 #
 # ```python
 # losses = training.train(model, lambda m, x, y: F.cross_entropy(m(x), y),
-#                         (train_set.images, train_set.labels), epochs=6, batch_size=64,
-#                         lr=3e-3, weight_decay=1e-4, device=device)
+#                         (train_set.images, train_set.labels), epochs=config.epochs,
+#                         batch_size=config.batch_size, lr=config.lr,
+#                         weight_decay=config.weight_decay, warmup=config.warmup,
+#                         device=device, reference_step_s=config.reference_step_s)
 # ```
 #
-# The loss curve: it falls fast as the network learns the colours (one global statistic), then
-# more slowly as it learns the shapes; the thin line is every step's loss, the thick one a
-# moving average.
+# The loss curve: the thin line is every step's loss, the thick one a moving average. Where
+# it falls fast and where slowly, the network is learning different things; which it learns
+# first, the colours or the shapes, the experiment at the end of this section measures.
 
 # %%
 plotting.plot_losses(losses, title="SmallCNN: cross-entropy per step", smooth=20, log=True)
@@ -1126,8 +1159,9 @@ plt.show()
 # %% [markdown]
 # **How good is it?** Accuracy on the 1,500 test images, the confusion matrix (row: true
 # class, column: predicted class; everything off the diagonal is a mistake), and the test
-# images the model was *least* sure about, with the probability it gave its answer: small
-# objects, where a circle and a square differ by a few pixels at 32 × 32.
+# images the model was *least* sure about, with the probability it gave its answer (in our
+# reference run, mostly small objects, where a circle and a square differ by a few pixels at
+# 32 × 32).
 
 # %%
 test_logits = training.predict(model, test_set.images, device=device)  # (1500, 15) on the CPU
@@ -1173,10 +1207,9 @@ print(f"max |your conv2d − nn.Conv2d| on the trained layer: {difference:.2e}")
 # %% [markdown]
 # The 16 learned filters of the first layer, each a $3 \times 3$ RGB image (each rescaled to
 # its own range). Unlike the crisp edge and blob detectors of networks trained on millions of
-# photos (Krizhevsky et al., 2012, fig. 3), these look like colour mixtures: on five flat
-# colours and a dark background, the first thing to tell apart is the colour, and a
-# $3 \times 3$ filter does so by weighting the channels. The feature maps below show what they
-# respond to.
+# photos (Krizhevsky et al., 2012, fig. 3), in our reference run they look like colour
+# mixtures: on five flat colours and a dark background, a $3 \times 3$ filter can tell the
+# colours apart by weighting the channels. The feature maps below show what they respond to.
 
 # %%
 filters = first_conv.weight.detach().cpu()  # (16, 3, 3, 3)
@@ -1208,10 +1241,10 @@ plt.show()
 # strongest response of each block-3 channel anywhere in the image. For the six channels whose
 # response varies most across the test set, here are the six test images that excite each
 # most (one row per channel), with the class whose logit the channel's largest head weight
-# feeds (Zeiler & Fergus, 2014, read trained networks this way). Many channels have become
-# detectors of one colour–shape class; others fire for one colour in several shapes; and a
-# channel's strongest vote is not always the class of its top images, because the head weighs
-# all 64 channels together, and negative weights vote *against* a class.
+# feeds (Zeiler & Fergus, 2014, read trained networks this way). In our reference run, many
+# channels had become detectors of one colour–shape class, others fired for one colour in
+# several shapes. A channel's strongest vote need not be the class of its top images: the
+# head weighs all 64 channels together, and negative weights vote *against* a class.
 
 # %%
 with torch.no_grad():
@@ -1228,6 +1261,154 @@ for c in channels.tolist():
 plotting.show_images(rows, titles, ncols=6, size=1.6,
                      title="top-6 test images per block-3 channel (→ the class it votes for)")
 plt.show()
+
+# %% [markdown]
+# ### Experiment: what the non-linearity buys
+#
+# The table of section 8 put a ReLU after every convolution so that the stack would not
+# collapse into one linear map. Does the network need it? The next cell trains your
+# `SmallCNN` three times, for the same steps, from the same initial weights and on the same
+# batches: as it is; with every `nn.ReLU` replaced by the activation `ACTIVATION` (by
+# default `nn.Identity`, no activation at all); and with `ACTIVATION` *and* every max pool
+# replaced by an average pool of the same size. Every 12 steps it measures, on 600 test
+# images, two things separately: is the predicted class's **colour** right, and is its
+# **shape** right? (A guess is right 20 % of the time for the colour, 33 % for the shape.)
+#
+# %% [markdown] tags=["predict"]
+# **Predict before you run the next cell** (not graded; one or two lines): without ReLU, what
+# will the accuracy on colours and on shapes be, with max pools and with average pools? And
+# which does the SmallCNN learn first, the colours or the shapes?
+#
+# *Your prediction:*
+
+# %% tags=["experiment"]
+# The knob: change it and run again (e.g. nn.Tanh, nn.GELU, nn.Sigmoid).
+ACTIVATION = nn.Identity
+
+
+def nonlinearity_experiment(activation: type[nn.Module], config: CNNConfig,
+                            train_set: data.ShapesClassification,
+                            test_set: data.ShapesClassification, device: torch.device,
+                            every: int = 12, n_test: int = 600) -> dict[str, np.ndarray]:
+    """Train SmallCNN as it is, with ``activation`` for its ReLUs, and with ``activation``
+    and average pools; return, per variant, rows (step, colour accuracy, shape accuracy)
+    measured on ``n_test`` test images every ``every`` steps."""
+    colour_of = torch.tensor([data.COLOURS.index(name.split()[0]) for name in data.CLASSES])
+    shape_of = torch.tensor([data.SHAPES.index(name.split()[1]) for name in data.CLASSES])
+    images, labels = test_set.images[:n_test], test_set.labels[:n_test]  # (n, 3, 32, 32), (n,)
+
+    def swap(model: nn.Module, average_pools: bool) -> nn.Module:
+        replaced = 0
+        for module in list(model.modules()):
+            for name, child in module.named_children():
+                if isinstance(child, nn.ReLU):
+                    setattr(module, name, activation())
+                    replaced += 1
+                elif average_pools and isinstance(child, nn.MaxPool2d):
+                    setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride))
+                elif average_pools and isinstance(child, nn.AdaptiveMaxPool2d):
+                    setattr(module, name, nn.AdaptiveAvgPool2d(child.output_size))
+        if replaced == 0:
+            print("no nn.ReLU module found in your SmallCNN (F.relu in forward?): "
+                  "this variant is unchanged")
+        return model
+
+    variants = {"SmallCNN (ReLU, max pools)": lambda m: m,
+                f"{activation.__name__}, max pools": lambda m: swap(m, False),
+                f"{activation.__name__}, average pools": lambda m: swap(m, True)}
+    curves = {}
+    for label, change in variants.items():
+        torch.manual_seed(0)  # the same initial weights for every variant
+        model = change(SmallCNN(width=config.width))
+        rows = []
+
+        def measure(step: int, m: nn.Module, rows: list = rows) -> None:
+            if (step + 1) % every:
+                return
+            m.eval()  # BatchNorm: running averages while measuring
+            predicted = training.predict(m, images, device=device).argmax(dim=1)  # (n,)
+            rows.append((step + 1,
+                         (colour_of[predicted] == colour_of[labels]).float().mean().item(),
+                         (shape_of[predicted] == shape_of[labels]).float().mean().item()))
+            m.train()
+
+        training.train(model, lambda m, x, y: F.cross_entropy(m(x), y),
+                       (train_set.images, train_set.labels), epochs=config.epochs,
+                       batch_size=config.batch_size, lr=config.lr,
+                       weight_decay=config.weight_decay, warmup=config.warmup, device=device,
+                       desc=label, reference_step_s=config.reference_step_s, on_step=measure)
+        curves[label] = np.array(rows)  # (steps / every, 3)
+    return curves
+
+
+with torch.random.fork_rng():  # the cells after this one draw the same random numbers
+    nonlinear_curves = nonlinearity_experiment(ACTIVATION, config, train_set, test_set, device)
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+for ax, column, what, chance in [(axes[0], 1, "colour", 1 / 5), (axes[1], 2, "shape", 1 / 3)]:
+    for label, rows in nonlinear_curves.items():
+        ax.plot(rows[:, 0], 100 * rows[:, column], marker=".", label=label)
+    ax.axhline(100 * chance, color="0.5", ls=":", label="chance")
+    ax.set_xlabel("training step")
+    ax.set_title(f"test accuracy on the {what}")
+axes[0].set_ylabel("%")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+print(f"{'':>32} {'colour':>7} {'shape':>7}   first step with ≥ 90 % colour / shape")
+for label, rows in nonlinear_curves.items():
+    first = [next((f"{int(s)}" for s, a in zip(rows[:, 0], rows[:, k], strict=True)
+                   if a >= 0.9), "never") for k in (1, 2)]
+    print(f"{label:>32} {100 * rows[-1, 1]:6.1f}% {100 * rows[-1, 2]:6.1f}%   "
+          f"{first[0]:>5} / {first[1]}")
+
+# %% [markdown]
+# ### A second question to answer in words (3 points)
+#
+# Explain what the experiment measured, with the numbers of your run. **(a)** Without ReLU
+# but with its max pools, how well does the network still learn the shapes, and why? Is
+# this network linear? **(b)** With average pools as well, what does the network compute as
+# a function of the image (ignore BatchNorm's batch statistics: in evaluation, BatchNorm is a
+# fixed affine map per channel)? Use that to explain why it still learns the colours but not
+# the shapes. Four to eight sentences.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_nonlinearity", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# **(a)** In our reference run, the network without ReLU but with max pools still reached
+# 100 % on colours and on shapes, like the SmallCNN. It is not linear: a max
+# pool takes the maximum of four values, and a maximum of linear functions is a piecewise
+# linear, non-linear function, exactly the kind of non-linearity ReLU is
+# (ReLU(z) = max(z, 0)). The three 2 × 2 max pools and the global max pool between and after
+# the convolutions are enough for the network to combine edges into shapes and to say "this
+# pattern is somewhere in the image".
+#
+# **(b)** With average pools, every layer is linear (convolution, average pooling, flatten,
+# linear) or affine (BatchNorm in evaluation), so the whole network is one affine map of the
+# image, and with the global average at the end it is (up to border effects) an affine
+# function of the image's per-channel sums: the total red, green and blue it contains. That
+# mean colour is all it can read. It tells the colour (the direction of the mean colour,
+# away from the dark background's, is the object's colour, whatever its size), so colour
+# accuracy still reaches about 100 %; but a small square, a large circle or a triangle
+# of the same colour change only how much of that colour there is, and object size varies,
+# so the shape stays at chance, about 33 % (35 % in our reference run).
+#
+# (Grading: 1 point for (a): max pooling (and the global max) is non-linear, a maximum of
+# linear functions, so the network is not linear and still learns shapes; an answer that
+# says the network is linear without ReLU gets 0 for (a). 1 point for (b) that the network
+# with average pools is one affine (linear) map of the image, which with the global average
+# sees only the per-channel sums, i.e. the mean colour; 1 point for using it: the colour is
+# readable from the mean colour, the shape is not (size and shape both change only the
+# amount of colour), so shape stays near chance, 33 %. The numbers quoted must be the
+# student's run's.)
+#
+# %% [markdown]
+# **Discussion.** ReLU is not the only non-linearity a CNN can use: max pooling is one too,
+# and so is BatchNorm in training (its statistics depend on the batch). What a purely linear
+# stack loses is everything that depends on *where* things are relative to each other:
+# corners, outlines, the arrangement of edges that makes a shape. The curves also show the
+# order in which the SmallCNN learns: compare the step at which each attribute first reaches
+# 90 %. The colour is a property of single pixels, which one layer can read by weighting the
+# channels; a shape is an arrangement of many pixels, which needs several layers and their
+# non-linearities to combine.
 
 # %% [markdown]
 # ## 9 · The receptive field
@@ -1247,9 +1428,9 @@ plt.show()
 # (Luo et al., 2016).
 
 # %%
-def receptive_field(stage: nn.Module, samples: int = 64) -> torch.Tensor:
-    """Σ |∂ (centre unit of stage's output) / ∂ input| over channels and random images:
-    a (32, 32) map, non-zero on the receptive field."""
+def receptive_field(stage: nn.Module, device: torch.device, samples: int = 64) -> torch.Tensor:
+    """Σ |∂ (centre unit of stage's output) / ∂ input| over channels and random images on
+    ``device``: a (32, 32) map, non-zero on the receptive field."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(samples, 3, 32, 32, generator=generator).to(device).requires_grad_(True)
     out = stage(x)  # (samples, C', H', W')
@@ -1260,7 +1441,7 @@ def receptive_field(stage: nn.Module, samples: int = 64) -> torch.Tensor:
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
 for depth, ax in enumerate(axes, start=1):
-    field = receptive_field(model.features[:depth])
+    field = receptive_field(model.features[:depth], device)
     rows_hit = torch.nonzero(field.sum(dim=1)).flatten()
     cols_hit = torch.nonzero(field.sum(dim=0)).flatten()
     height = int(rows_hit[-1] - rows_hit[0] + 1)
@@ -1322,8 +1503,10 @@ plt.show()
 #   `filters.sobel`, up to normalisation and border handling.
 # - `SmallCNN` is a miniature of LeNet-5 (LeCun et al., 1998) and VGG (Simonyan & Zisserman,
 #   2015). Real image encoders add residual connections (ResNet, He et al., 2016) and are far
-#   deeper; CLIP's ResNet encoders (Radford et al., 2021) are ResNet-50s whose final global
-#   pooling is replaced by attention pooling, and open_clip ships them as `ModifiedResNet`.
+#   deeper. CLIP's ResNet encoders (Radford et al., 2021) are modified ResNets (RN50, RN101
+#   and the scaled-up RN50x4, RN50x16 and RN50x64) with a ResNet-D stem, anti-aliased
+#   (blur) pooling, and attention pooling in place of the final global average pooling;
+#   open_clip ships them as `ModifiedResNet`.
 #
 # **Further reading**
 # - V. Dumoulin, F. Visin, *A guide to convolution arithmetic for deep learning*,

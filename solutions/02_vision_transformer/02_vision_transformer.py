@@ -25,10 +25,13 @@
 # - scaled dot-product attention from its formula, masks included, and why it divides by $\sqrt{d}$;
 # - multi-head self-attention and the pre-norm transformer block;
 # - how to train a small ViT, and how to look inside it: where [CLS] attends, what the position
-#   embeddings learned.
+#   embeddings learned;
+# - by experiment: how much data a ViT needs compared with a CNN, and what it cannot do without
+#   its position embeddings.
 #
-# **Time:** about 90 minutes. The notebook runs top to bottom in about a minute on a laptop
-# CPU (most of it training the ViT), in seconds on a GPU.
+# **Time:** about 2.5 hours: 35 minutes of reading, 1.5–2 hours of exercises, experiments and
+# written answers (multi-head attention alone takes 25–30 minutes), and about 2 minutes of
+# running on a laptop CPU (most of it training), seconds on a GPU.
 #
 # **Prerequisites:** notebook 00 (images as tensors, the Shapes world) and notebook 01 (the
 # training loop, convolution). Matrix multiplication and the softmax.
@@ -68,6 +71,7 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
     importlib.invalidate_caches()
 
 import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import torch
@@ -88,7 +92,11 @@ print(f"course_utils {course_utils.__version__}, torch {torch.__version__}, devi
 # A transformer does not know what an image is. It takes a **sequence of $N$ vectors**, the
 # *tokens*, each of width $D$, and returns a sequence of the same shape: `(B, N, D)` in,
 # `(B, N, D)` out. For text a token is a word (notebook 04). Inside, *self-attention* compares
-# every token with every other token, so one layer costs about $N^2 \cdot D$ operations.
+# every token with every other token: the attention itself ($QK^\top$ and the weighted sum of
+# the values) costs about $2 N^2 D$ operations per layer, which grows with the square of the
+# sequence length. The layers that treat each token on its own (the query, key, value and
+# output projections and the MLP) cost about $12 N D^2$ and grow only linearly with $N$; they
+# dominate while $N < 6D$, as in ViT-B/16 ($N = 197$, $D = 768$), but not for long sequences.
 #
 # The obvious way to make an image into tokens, one token per pixel, is too expensive: a
 # $224 \times 224$ photo would be $N = 50\,176$ tokens and $N^2 \approx 2.5$ billion pairs per
@@ -307,7 +315,11 @@ plt.show()
 #   its $D$ filters takes the dot product of a $(C, P, P)$ filter with the patch. Reshape row
 #   $d$ of the linear layer's weight to $(C, P, P)$ and it is filter $d$: same numbers, same
 #   sums. This is why real ViTs (torchvision's `conv_proj`, open_clip's `conv1`) embed
-#   patches with a convolution, and why `patchify` flattens in the order $(C, P, P)$.
+#   patches with a convolution, and why `patchify` flattens in the order $(C, P, P)$. (The
+#   lecture's "CNN (modern ViT)" option is something else: a *hybrid* ViT whose tokens are the
+#   cells of a ResNet's feature map (Dosovitskiy et al. 2021, §3.1), or a ViT with a small
+#   convolutional stem (Xiao et al. 2021). A `Conv2d` with kernel = stride = $P$ is still just
+#   the linear projection.)
 # - **[CLS]** $x_\text{class}$: a learned vector, the same for every image, put in front of the
 #   patches (borrowed from BERT, Devlin et al. 2019). It belongs to no patch, so it is free to
 #   gather information from all of them; after the last block it *is* the image's
@@ -321,7 +333,8 @@ plt.show()
 # - `proj = nn.Linear(in_channels * patch_size**2, dim)`;
 # - `cls_token = nn.Parameter(torch.zeros(1, 1, dim))`;
 # - `pos_embedding = nn.Parameter(0.02 * torch.randn(1, 1 + N, dim))` (small random values, as
-#   in the ViT; zeros would start every position alike).
+#   in the ViT code; zeros would train too, since each position's gradient depends on what its
+#   patches show, but we follow the ViT).
 #
 # `forward(images)`: `patchify` → `proj` → put [CLS] at position 0 (`expand` it to the batch,
 # then `torch.cat`) → add `pos_embedding` to every token. Raise a `ValueError` in `__init__` if
@@ -583,7 +596,7 @@ plt.show()
 #   broadcasts over heads and queries. Any other mask is passed on as it is (e.g. a causal
 #   `(1, 1, N, N)`).
 # - it returns the output `(B, N, D)`, or `(output, weights)` with the weights `(B, h, N, N)`
-#   when `return_weights` is True (section 10 draws them).
+#   when `return_weights` is True (section 11 draws them).
 
 # %% nbgrader={"grade": false, "grade_id": "MultiHeadSelfAttention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class MultiHeadSelfAttention(nn.Module):
@@ -859,10 +872,12 @@ checks.vit_architecture(VisionTransformer, seed=2026, hidden=True)
 #
 # The task: name the colour and shape of the single object in an image, one of **15 classes**
 # ("red circle", ..., "purple triangle"), at either of two sizes, anywhere in the image. We
-# train on 6 000 generated images and measure on 1 500 others. A ViT has none of a CNN's
-# built-in assumptions (nearby pixels belong together, a pattern means the same anywhere);
-# it must learn them from data, which is why big ViTs need big data sets. Our world is simple
-# enough for a few thousand images.
+# train on 6 000 generated images and measure on 1 500 others. A ViT has far fewer of a CNN's
+# built-in assumptions (Dosovitskiy et al. call it "much less image-specific inductive bias").
+# It keeps them only at the scale of a patch: one linear map shared by every patch (a pattern
+# means the same in every patch of the grid) and pixels grouped within a patch (nearby pixels
+# belong together). Everything across patches, it must learn from data. Whether that costs
+# data on our small world is the experiment of section 10.
 
 # %% nbgrader={"grade": false, "grade_id": "data_shapes", "locked": true, "schema_version": 3, "solution": false, "task": false}
 train_set = data.ShapesClassification("train", size=6000, seed=0, hold_out=False)
@@ -875,23 +890,53 @@ plotting.show_images(train_set.images[:10], [data.CLASSES[i] for i in train_set.
 plt.show()
 
 # %% [markdown]
-# The loop is notebook 01's, in `course_utils.training.train`: AdamW, a short linear warm-up,
-# then a cosine decay of the learning rate, with a progress bar. It takes about a minute on a
-# laptop CPU.
+# The model and its training are set in one place, a `ViTConfig`. The loop is notebook 01's, in
+# `course_utils.training.train`: AdamW, a short linear warm-up, then a cosine decay of the
+# learning rate, with a progress bar. It takes well under a minute on a laptop CPU with the
+# solution's code. A few steps in, `train` times your code and says how long the run will take;
+# if your modules are much slower than the reference implementation (a correct attention that
+# loops over the heads, say), it says so and names the slow part: interrupt, fix it and run
+# again.
 
 # %% nbgrader={"grade": false, "grade_id": "train_vit", "locked": true, "schema_version": 3, "solution": false, "task": false}
+@dataclass
+class ViTConfig:
+    """The ViT this notebook trains, and how it is trained."""
+
+    image_size: int = 32        # Shapes-world images are 32×32
+    patch_size: int = 4         # 64 patches of 4×4 pixels
+    dim: int = 64               # token width D
+    depth: int = 2              # transformer blocks L
+    num_heads: int = 4          # h, each of width 16
+    mlp_ratio: float = 4.0
+    num_classes: int = 15
+    epochs: int = 8             # 8 × 93 = 744 steps of 64 images
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    reference_step_s: float = 0.033  # one step of the solution's code, reference machine
+
+
+def make_vit(config: ViTConfig, num_classes: int | None = None) -> VisionTransformer:
+    """Your VisionTransformer as `config` says (`num_classes` overrides the config's)."""
+    return VisionTransformer(config.image_size, config.patch_size, 3, config.dim, config.depth,
+                             config.num_heads, num_classes or config.num_classes,
+                             mlp_ratio=config.mlp_ratio)
+
+
 def classification_loss(model: nn.Module, images: torch.Tensor,
                         labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(images), labels)
 
 
+config = ViTConfig()
 course_utils.seed_everything(0)
-model = VisionTransformer(image_size=32, patch_size=4, in_channels=3, dim=64, depth=2,
-                          num_heads=4, num_classes=15).to(device)
-initial_positions = model.patch_embed.pos_embedding.detach().clone()  # for section 10
+model = make_vit(config).to(device)
+initial_positions = model.patch_embed.pos_embedding.detach().clone()  # for section 11
 losses = training.train(model, classification_loss, [train_set.images, train_set.labels],
-                        epochs=8, batch_size=64, lr=3e-3, weight_decay=0.05, device=device,
-                        seed=0, desc="ViT")
+                        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                        weight_decay=config.weight_decay, device=device, seed=0, desc="ViT",
+                        reference_step_s=config.reference_step_s)
 
 # %%
 plotting.plot_losses(losses, title="ViT training loss (cross-entropy)", smooth=20, log=True)
@@ -934,17 +979,119 @@ checks.VisionTransformer(model, seed=2026, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 10 · Looking inside the trained ViT
+# ## 10 · Experiment: a CNN and a ViT against the size of the training set
+#
+# "Big ViTs need big data" is usually explained by the inductive bias of the previous section:
+# a CNN is built to look at neighbourhoods and to find a pattern wherever it is, while a ViT
+# must learn most of that from examples. Here you measure it on our world. The next cell
+# trains notebook 01's `SmallCNN` (its architecture, rebuilt in the cell) and your ViT on the
+# first 300, 1 000 and 6 000 images of the training set and measures both on the 1 500 test
+# images. Each model gets the same number of steps at every size (360 steps of 50 images: 60
+# passes over 300 images, 3 over 6 000), with the learning rate and weight decay of its own
+# notebook, so only the amount of data differs. About a minute on a laptop CPU.
+
+# %% [markdown] tags=["predict"]
+# **Predict before you run the next cell** (not graded; one or two lines): at 300, 1 000 and
+# 6 000 training images, which model is more accurate, and does the gap grow or shrink with
+# more data?
+#
+# *Your prediction:*
+
+# %% tags=["experiment"]
+# The knob: change it and run again (at most 6 000, the size of the training set).
+DATA_SIZES = (300, 1000, 6000)
+
+
+def data_size_cnn(width: int = 16, num_classes: int = 15) -> nn.Module:
+    """Notebook 01's SmallCNN: three [conv 3×3 → BatchNorm → ReLU → max pool 2×2] blocks,
+    a global max pool and a linear layer. (B, 3, 32, 32) -> (B, num_classes)."""
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+                             nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width),
+                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+
+
+def data_size_experiment(sizes: tuple[int, ...], train: data.ShapesClassification,
+                         test: data.ShapesClassification, vit_config: ViTConfig,
+                         device: torch.device, steps: int = 360, batch_size: int = 50,
+                         ) -> dict[str, list[float]]:
+    """Test accuracy of a SmallCNN and a ViT trained on the first `size` training images, for
+    each size, with the same number of steps."""
+    recipes = {"SmallCNN": (data_size_cnn, 1e-4),  # (model, weight decay) as in notebook 01
+               "ViT": (lambda: make_vit(vit_config), vit_config.weight_decay)}
+    accuracies: dict[str, list[float]] = {name: [] for name in recipes}
+    for size in sizes:
+        epochs = max(1, round(steps * batch_size / size))
+        for name, (build, weight_decay) in recipes.items():
+            torch.manual_seed(0)  # the same initial weights at every size
+            net = build()
+            training.train(net, classification_loss, [train.images[:size], train.labels[:size]],
+                           epochs=epochs, batch_size=batch_size, lr=3e-3,
+                           weight_decay=weight_decay, device=device, seed=0,
+                           desc=f"{name}, {size} images")
+            logits = training.predict(net, test.images, device=device)
+            accuracies[name].append(training.accuracy(logits, test.labels))
+    return accuracies
+
+
+def data_size_report(sizes: tuple[int, ...], results: dict[str, list[float]]) -> None:
+    """Print the accuracies as a table and plot them against the number of images."""
+    print(f"{'training images':>16}" + "".join(f"{size:>9,}" for size in sizes))
+    for name, accuracies in results.items():
+        print(f"{name:>16}" + "".join(f"{100 * a:8.1f}%" for a in accuracies))
+    _, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, accuracies in results.items():
+        ax.plot(sizes, [100 * a for a in accuracies], "o-", label=name)
+    ax.set(xscale="log", xlabel="training images", ylabel="test accuracy (%)",
+           title="the same steps, more or less data")
+    ax.legend()
+    plt.show()
+
+
+with torch.random.fork_rng():  # leaves the notebook's random state as it was
+    data_size_results = data_size_experiment(DATA_SIZES, train_set, test_set, config, device)
+data_size_report(DATA_SIZES, data_size_results)
+
+# %% [markdown]
+# **Explain what you measured (2 points).** Which model needs fewer images, and why? Name the
+# assumptions built into the CNN that help it here, and say which of them the ViT keeps and at
+# what scale. Then say what you would expect if both models were much larger and trained on
+# millions of images, and why. Three to six sentences.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_data_efficiency", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# **Model answer.** In our reference run the CNN is near 100 % already at 300 images, while the
+# ViT is far behind at 300 (about 55 %) and 1 000 (about 80 %) and catches up only at 6 000;
+# the gap shrinks as the data grow. The CNN's convolutions build in locality (a 3×3 filter sees
+# neighbouring pixels only) and weight sharing across positions (translation equivariance),
+# and its global max pool makes "is this pattern anywhere?" free: exactly what a one-object
+# class needs, so a few hundred images are enough to fit its few filters. The ViT keeps these
+# only within a patch: one linear map shared by all patches (equivariance on the 4-pixel grid)
+# and locality inside the 4×4 patch; how patches relate, where the object is and which patches
+# belong together it must learn through attention and the position embeddings, from data, and
+# with few images it fits the training images without learning what generalises. With much
+# more data and larger models the advantage turns: the learned, global attention is more
+# flexible than a fixed local bias, so large ViTs match or beat CNNs (Dosovitskiy et al. 2021:
+# ViTs overtake ResNets only when pre-trained on 14M–300M images).
+# (Grading: 1 point for the observation with the reason, locality / weight sharing / the global
+# pool of the CNN that the ViT must learn; 1 point for what the ViT keeps (shared patch
+# projection, locality within a patch) and the large-data reversal with a reason.)
+
+# %% [markdown]
+# ## 11 · Looking inside the trained ViT
 #
 # ### Where does [CLS] look?
 #
 # [CLS] has no pixels of its own: everything it knows at the end, it gathered through
 # attention. Row 0 of a block's attention weights says how much [CLS] took from each token;
 # dropping its weight on itself and averaging over the heads gives one number per patch, drawn
-# here over the images (bright = much attention, dark = none). In the last block [CLS] takes
-# nearly everything from one or two patches on the **edge of the object**, wherever the object
-# is: a patch that holds both the object's colour and a piece of its outline (a straight side,
-# a corner, a curve, a slanted edge) is enough to tell the 15 classes apart. (Attention weights
+# here over the images (bright = much attention, dark = none). Look at where the bright patches
+# sit. In our reference run, [CLS] in the last block took nearly everything from one or two
+# patches on the **edge of the object**, wherever the object was: a patch that holds both the
+# object's colour and a piece of its outline (a straight side, a corner, a curve, a slanted
+# edge) is enough to tell the 15 classes apart. The cell prints how much of [CLS]'s attention
+# went to its two favourite patches in your run. (Attention weights
 # hint at what a model uses; they are not a proof. Abnar & Zuidema 2020 discuss how to combine
 # them across layers.)
 
@@ -956,12 +1103,16 @@ titles = [data.CLASSES[i] for i in predictions[:12]]
 plotting.show_attention(shown, cls_to_patches, titles, ncols=6,
                         title="[CLS] → patches, last block (mean over heads); titles: prediction")
 plt.show()
+top_two = (cls_to_patches / cls_to_patches.sum(dim=1, keepdim=True)).topk(2, dim=1).values.sum(1)
+print(f"share of [CLS]'s attention to patches that goes to its top two patches: "
+      f"{100 * top_two.mean():.0f} % on average over these 12 images "
+      f"(uniform attention would give {100 * 2 / 64:.0f} %)")
 
 # %% [markdown]
-# Each head of each block for the first image. The heads divide the work: some look at the same
-# edge patch of the object, others spread their attention thinly over the background (a head
-# with nothing to add to [CLS] can do this at almost no cost: the background tokens are all
-# alike).
+# Each head of each block for the first image. In our reference run the heads divided the
+# work: some looked at the same edge patch of the object, others spread their attention thinly
+# over the background (a head with nothing to add to [CLS] can do this at almost no cost: the
+# background tokens are all alike). Compare with yours.
 
 # %%
 per_head = torch.cat([m[0, :, 0, 1:] for m in maps])  # (depth·h, 64): image 0, each head
@@ -1027,12 +1178,12 @@ fig.colorbar(shown, ax=axes[1:], label="mean cosine similarity")
 plt.show()
 
 # %% [markdown]
-# Training did give nearby positions more similar embeddings: the curve falls with distance,
-# and on the right the warmest offsets are the direct neighbours, most of all those just above
-# and below. But the effect is faint: the similarity of single pairs of positions is still
-# mostly noise, far from the crisp grid of a ViT trained on ImageNet. Is the model using
-# positions at all? Test it: shuffle the patches of every test image (the jigsaws of section 3)
-# and classify them.
+# In our reference run training did give nearby positions more similar embeddings: the curve
+# fell with distance, and on the right the warmest offsets were the direct neighbours, most of
+# all those just above and below. But the effect was faint: the similarity of single pairs of
+# positions is still mostly noise, far from the crisp grid of a ViT trained on ImageNet. Is
+# the model using positions at all? Test it: shuffle the patches of every test image (the
+# jigsaws of section 3) and classify them.
 
 # %%
 generator = torch.Generator().manual_seed(0)
@@ -1040,47 +1191,149 @@ test_patches = patchify(test_set.images, 4)  # (1500, 64, 48)
 shuffled = torch.stack([p[torch.randperm(64, generator=generator)] for p in test_patches])
 jigsaws = unpatchify(shuffled, 4, 32, 32)  # (1500, 3, 32, 32)
 jigsaw_logits = training.predict(model, jigsaws, device=device)
-course_utils.report_metric("ViT accuracy on shuffled patches",
-                           training.accuracy(jigsaw_logits, test_set.labels), "%")
+print(f"ViT accuracy on the test images {100 * training.accuracy(logits, test_set.labels):.1f} %,"
+      f" on the same images with their patches shuffled "
+      f"{100 * training.accuracy(jigsaw_logits, test_set.labels):.1f} %")
 plotting.show_images(jigsaws[:8], [f"→ {data.CLASSES[i]}" for i in jigsaw_logits[:8].argmax(1)],
                      ncols=8, size=1.5, title="shuffled test images and the ViT's predictions")
 plt.show()
 
 # %% [markdown]
-# The ViT classifies shuffled images almost as well as real ones. For this task it hardly needs
-# to know where a patch was: colour and shape can be read off single patches at the object's
-# edge, which is exactly where [CLS] looks. So the position embeddings get little pressure to
-# become a clean grid. Tasks that *are* about layout change that: "is the red circle left of the
-# blue square?" cannot be answered from a bag of patches. Notebook 05's ViLT asks such
-# questions.
+# ## 12 · Experiment: a ViT without position embeddings
+#
+# The jigsaw test asks whether *this* model uses positions. The experiment asks what positions
+# are *for*. The next cell trains two fresh ViTs of the same configuration: one as usual, one
+# whose `pos_embedding` is frozen at zero, so that nothing but the patches' contents tells the
+# tokens apart. They learn a **layout label** read off each scene, `scene.objects[0].x < 0.5`:
+# is the object in the left half of the image? As a control, two more ViTs learn the 15
+# classes the same way. Each is trained for 300 steps on the first 3 000 training images and
+# measured on the test images and on their jigsaws. The knob is the layout label: try
+# `"top/bottom"` (`y < 0.5`) too. Under a minute on a laptop CPU.
+
+# %% [markdown] tags=["predict"]
+# **Predict before you run the next cell** (not graded; one or two lines): for the left/right
+# label and for the classes, roughly what accuracy will the ViT with and the ViT without
+# position embeddings reach, on normal test images and on jigsaws?
+#
+# *Your prediction:*
+
+# %% tags=["experiment"]
+# The knob: change it and run again ("left/right" or "top/bottom").
+LAYOUT_LABEL = "left/right"
+
+
+def layout_labels(dataset: data.ShapesClassification, label: str) -> torch.Tensor:
+    """(N,) long: 1 if the object's centre is in the left (top) half of the image, else 0; or
+    the 15 classes for label "class"."""
+    if label == "class":
+        return dataset.labels
+    coordinate = {"left/right": "x", "top/bottom": "y"}[label]
+    return torch.tensor([int(getattr(scene.objects[0], coordinate) < 0.5)
+                         for scene in dataset.scenes])
+
+
+def positions_experiment(label: str, train: data.ShapesClassification,
+                         test: data.ShapesClassification, test_jigsaws: torch.Tensor,
+                         vit_config: ViTConfig, device: torch.device, size: int = 3000,
+                         steps: int = 300, batch_size: int = 50,
+                         ) -> dict[tuple[str, str], list[float]]:
+    """{(task, "with"/"without positions"): [accuracy on the test images, on their jigsaws]}
+    for ViTs trained on `label` and on the classes, with learned and with zero position
+    embeddings."""
+    results = {}
+    for task in (label, "class"):
+        train_labels, test_labels = layout_labels(train, task)[:size], layout_labels(test, task)
+        for variant in ("with positions", "without positions"):
+            torch.manual_seed(0)
+            net = make_vit(vit_config, num_classes=int(train_labels.max()) + 1)
+            if variant == "without positions":  # zero, and never updated
+                net.patch_embed.pos_embedding.data.zero_()
+                net.patch_embed.pos_embedding.requires_grad_(False)
+            training.train(net, classification_loss, [train.images[:size], train_labels],
+                           epochs=round(steps * batch_size / size), batch_size=batch_size,
+                           lr=vit_config.lr, weight_decay=vit_config.weight_decay,
+                           device=device, seed=0, desc=f"{task}, {variant}")
+            results[task, variant] = [
+                training.accuracy(training.predict(net, images, device=device), test_labels)
+                for images in (test.images, test_jigsaws)]
+    return results
+
+
+def positions_report(results: dict[tuple[str, str], list[float]]) -> None:
+    """Print the accuracies as a table."""
+    print(f"{'label':>12} {'ViT':>18} {'test images':>12} {'jigsaws':>9}")
+    for (task, variant), (normal, shuffled) in results.items():
+        print(f"{task:>12} {variant:>18} {100 * normal:11.1f}% {100 * shuffled:8.1f}%")
+    print(f"(chance: 50 % for a two-way layout label, {100 / 15:.1f} % for the 15 classes)")
+
+
+with torch.random.fork_rng():  # leaves the notebook's random state as it was
+    positions_results = positions_experiment(LAYOUT_LABEL, train_set, test_set, jigsaws, config,
+                                             device)
+positions_report(positions_results)
 
 # %% [markdown]
-# ## 11 · A question to answer in words (2 points)
+# **Explain what you measured (2 points).** Why does the ViT without position embeddings score
+# what it does on the layout label, and why exactly the same on the test images and on their
+# jigsaws? Why does the ViT *with* position embeddings fall on the jigsaws for the layout label
+# but hardly for the classes? Three to six sentences.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_positions_layout", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# **Model answer.** Without position embeddings every token is a function of its patch alone;
+# self-attention, the MLP and the [CLS] read-out are permutation-equivariant (section 7), so
+# [CLS]'s final state depends only on the *set* of patches, not on their order. A jigsaw is the
+# same set in another order, so the model's output, and its accuracy, is identical on both;
+# and an object on the left and its mirror position on the right give (nearly) the same set of
+# patches, so the layout label is at chance (about 50 %). With learned position embeddings each
+# token carries where it is, and the model learns the layout label almost perfectly (≈ 98 % in
+# our reference run); shuffling moves the object's patches to random positions, so on jigsaws
+# it guesses (≈ 50 %). The class, on the other hand, can be read off single patches (colour,
+# and the piece of outline in an edge patch), so it needs no positions: both models learn it
+# and both keep most of it on jigsaws.
+# (Grading: 1 point for the bag-of-patches / permutation argument that explains chance and
+# identical numbers without positions; 1 point for why positions give the layout label and why
+# shuffling destroys it but not the class.)
+
+# %% [markdown]
+# **Discussion** (read after answering). The classes of our world are a bag-of-patches task:
+# colour and shape can be read off single patches at the object's edge, which is where [CLS]
+# looks, so the main ViT classified shuffled images almost as well as real ones in our
+# reference run (99.8 % against 99.3 %; section 11 prints yours), and its position
+# embeddings get little pressure to become a clean grid. A label about *where* is
+# different: it cannot be read from any single patch, and from a bag of patches it cannot be
+# read at all. Such labels are what gives the position embeddings their job; notebook 05's
+# ViLT answers questions like "is the red circle left of the blue square?".
+
+# %% [markdown]
+# ## 13 · A question to answer in words (2 points)
 #
-# (a) Why can a ViT still classify the Shapes images when their patches are shuffled, and what
-# would a ViT **without position embeddings** fail at? Name two tasks (on the Shapes world or on
-# real photos) and say why. (b) For our $32 \times 32$ images, how many tokens does the ViT read
-# with patches of 8, 4 and 2 pixels, and how does the cost of one attention layer grow as $P$ is
-# halved? What do you gain from the smaller patches? Four to eight sentences in all.
+# (a) Beyond the left/right label of section 12, what would a ViT **without position
+# embeddings** fail at? Name two tasks (on the Shapes world or on real photos), say why each
+# needs positions, and name one task it would still do well. (b) For our $32 \times 32$
+# images, how many tokens does the ViT read with patches of 8, 4 and 2 pixels, and how does
+# the cost of one layer grow as $P$ is halved: the attention itself, and the per-token layers
+# (projections and MLP)? What do you gain from the smaller patches? Four to eight sentences in
+# all.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "written_positions_patches", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # (a) Attention and the MLP are permutation-equivariant and [CLS] pools over all tokens, so
-# apart from the position embeddings the model sees the image as an unordered bag of patches.
-# Single-object colour-and-shape classification survives shuffling because the class can be
-# read off single patches: every object patch carries the colour, and a 4×4 patch of a
-# circle's rim, a square's corner or a triangle's slanted edge already differs locally (the
-# attention maps show [CLS] looking at exactly such an edge patch). Without position
-# embeddings the model could not tell an image from its jigsaw, so it fails at everything
-# about *where*: spatial relations ("is the red circle left of the blue square?"), "what is
-# at the top", reading text or a clock, telling a face from a scrambled face, or any shape
-# too big to recognise from one patch (whose pieces must be put together).
+# apart from the position embeddings the model sees the image as an unordered bag of patches
+# and cannot tell an image from its jigsaw. It fails at everything about *where*: spatial
+# relations ("is the red circle left of the blue square?"), "what is at the top", reading text
+# or a clock (the order of letters or the hands' direction), telling a face from a scrambled
+# face, or any shape too big to recognise from one patch (whose pieces must be put together
+# in the right arrangement). It still does well where the answer is in single patches:
+# single-object colour-and-shape classification (every object patch carries the colour, and
+# a 4×4 piece of a rim, a corner or a slanted edge already differs locally), or texture and
+# colour classes ("grass", "sky") in photos.
 # (b) N = (32/P)²: 16, 64 and 256 tokens for P = 8, 4, 2. Attention compares every pair, so
-# its cost grows with N², ×16 each time P is halved (256 → 4 096 → 65 536 pairs), while the
-# per-token layers (MLP, projections) grow ×4. Smaller patches give finer detail (a small
+# its cost (about 2N²D) grows with N², ×16 each time P is halved (256 → 4 096 → 65 536
+# pairs), while the per-token layers (MLP, projections, about 12ND²) grow ×4; at D = 64 the
+# attention term overtakes them once N > 6D = 384. Smaller patches give finer detail (a small
 # triangle is no longer one or two blurry patches) at a much higher cost.
-# (Grading: 1 point for (a): the bag of patches / permutation equivariance with local cues,
-# and two tasks that need positions; 1 point for (b): 16/64/256 tokens and the quadratic
-# growth of attention.)
+# (Grading: 1 point for (a): the bag of patches / permutation equivariance, two tasks that
+# need positions with a reason, one that does not; 1 point for (b): 16/64/256 tokens, the
+# quadratic growth of attention against the linear growth of the per-token layers.)
 
 # %% [markdown]
 # ## What you built, and where it lives in real systems

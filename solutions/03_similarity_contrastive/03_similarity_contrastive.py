@@ -25,10 +25,12 @@
 #   PyTorch's plain ones;
 # - batch-hard mining: learning from the hardest pairs in the batch (Hermans et al. 2017);
 # - CLIP's symmetric InfoNCE loss and what its temperature does;
-# - how these losses shape an embedding space, seen in a small experiment on the Shapes world.
+# - how these losses shape an embedding space, seen in a small experiment on the Shapes world,
+#   and what happens to it when nothing pushes the mismatched pairs apart.
 #
-# **Time:** about 75 minutes. The notebook runs top to bottom in under a minute on a laptop
-# CPU.
+# **Time:** about 2–2.3 hours: 35 minutes of reading, 1.5 hours of exercises and written
+# answers (the batch-hard loss alone takes about 30 minutes), and about a minute of running on
+# a laptop CPU.
 #
 # **Prerequisites:** notebook 00 (tensors and the Shapes world); the softmax and the
 # cross-entropy loss of a classifier. Notebooks 01–02 help but are not needed: the image
@@ -69,6 +71,7 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
     importlib.invalidate_caches()
 
 import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -299,10 +302,9 @@ checks.similarity_matrix(similarity_matrix, seed=2026, hidden=True)
 # **What raw pixels know.** The similarity matrix of eight Shapes images, two of each of four
 # classes, each flattened into its $3072$ pixel values (minus the mean image, so that the
 # shared dark background does not make everything look alike). A good embedding would light up
-# the four $2 \times 2$ blocks on the diagonal. Pixels do not: the most similar pair is a red
-# circle and a red square that happen to sit in the same place, while the two red circles
-# barely resemble each other and the two blue circles score below 0. Pixels compare *where*
-# colour is, not *what* is there. The losses below teach an encoder the difference, and
+# the four $2 \times 2$ blocks on the diagonal. The cell also prints the most similar pair of
+# different images and the similarity of each same-class pair: compare them. Pixels compare
+# *where* colour is, not *what* is there. The losses below teach an encoder the difference, and
 # section 6 shows the matrix again after training.
 
 # %%
@@ -316,6 +318,13 @@ plotting.show_images(images[picked], names, ncols=8, size=1.3)
 plotting.show_heatmap(S, names, names, title="cosine similarity of centred pixels",
                       vmin=-1, vmax=1, size=5.0)
 plt.show()
+off_diagonal = S - 2 * torch.eye(len(picked))  # hide each image's similarity with itself
+top = int(off_diagonal.argmax())
+row, col = divmod(top, len(picked))
+print(f"most similar pair of different images: {names[row]} and {names[col]}, "
+      f"cosine {S[row, col]:.2f}")
+for k in range(len(shown_classes)):
+    print(f"the two {data.CLASSES[shown_classes[k]]}s: cosine {S[2 * k, 2 * k + 1]:.2f}")
 
 # %% [markdown]
 # ## 3 · The triplet loss
@@ -341,8 +350,9 @@ plt.show()
 #
 # **Why a margin?** With $m = 0$, mapping *every* input to the same point makes every
 # distance 0 and the loss 0: the embedding collapses. The margin demands a gap, so the trivial
-# solution costs $m$ per triplet. **Why a hinge?** Once a triplet is satisfied by the margin it
-# stops pulling: the loss spends its effort on the triplets still wrong.
+# solution costs $m$ per triplet (section 6.4 lets you test this argument on a real model).
+# **Why a hinge?** Once a triplet is satisfied by the margin it stops pulling: the loss
+# spends its effort on the triplets still wrong.
 #
 # ### Exercise 3 · `triplet_loss` (2 points)
 #
@@ -540,8 +550,8 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor,
 # give the last point the label 0. It sits 0.1 from a point of label 1 and about 5 from its
 # new positives: its loss is $0.2 + 5.08 - 0.1 = 5.18$. For the two points near the origin
 # the hardest positive (the moved point, 5.08 and 5.02 away) is now farther than their
-# negative (5.00 and 4.94 away): $0.2 + 0.08 = 0.28$ each. The point of label 1 has no positive left and is skipped. The second loss is the mean
-# of the three, `1.914`.
+# negative (5.00 and 4.94 away): $0.2 + 0.08 = 0.28$ each. The point of label 1 has no
+# positive left and is skipped. The second loss is the mean of the three, `1.914`.
 
 # %%
 points = torch.tensor([[0.0, 0.0], [0.1, 0.0], [3.0, 4.0], [3.0, 4.1]])
@@ -561,10 +571,11 @@ checks.batch_hard_triplet_loss(batch_hard_triplet_loss, seed=2026, hidden=True)
 # triplets of the batch (right). The arrows are the direction in which one step of gradient
 # descent moves each point, $-\nabla L$, computed by autograd through your code (scaled to
 # fit each panel). Both mostly pull the stragglers — the points farthest from the rest of their
-# label — back toward their own kind. But the average over all triplets is about eight times
-# smaller than the batch-hard loss: about 90 % of the triplets are already satisfied and
-# contribute 0, diluting the few that matter. Batch hard keeps one triplet per anchor, its
-# worst, so the signal stays strong however easy the rest of the batch is.
+# label — back toward their own kind. But compare the two losses (the cell prints their
+# ratio): the average over all triplets is several times smaller, because most triplets are
+# already satisfied (the right title says what fraction is still active) and contribute 0,
+# diluting the few that matter. Batch hard keeps one triplet per anchor, its worst, so the
+# signal stays strong however easy the rest of the batch is.
 
 # %%
 generator = torch.Generator().manual_seed(3)
@@ -575,6 +586,7 @@ triplets = [(a, p, n) for a in range(12) for p in range(12) for n in range(12)
             if p != a and toy_labels[p] == toy_labels[a] and toy_labels[n] != toy_labels[a]]
 index = torch.tensor(triplets)  # (T, 3)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+mined_losses = {}
 for ax, name in zip(axes, ("batch hard", "all triplets"), strict=True):
     x = toy.clone().requires_grad_(True)
     if name == "batch hard":
@@ -587,6 +599,7 @@ for ax, name in zip(axes, ("batch hard", "all triplets"), strict=True):
                            for a, p, n in triplets]
         active = np.mean(np.array(per_triplet) > 0)
         title = f"all {len(triplets)} triplets: loss {loss.item():.3f}, {active:.0%} active"
+    mined_losses[name] = loss.item()
     loss.backward()
     step = -x.grad  # (12, 2)
     scale = 0.6 / step.norm(dim=1).max()
@@ -602,6 +615,8 @@ for ax, name in zip(axes, ("batch hard", "all triplets"), strict=True):
     ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+print(f"the batch-hard loss is {mined_losses['batch hard'] / mined_losses['all triplets']:.1f} "
+      f"times the mean over all {len(triplets)} triplets")
 
 # %% [markdown]
 # ## 5 · CLIP's symmetric InfoNCE loss
@@ -755,8 +770,25 @@ plt.show()
 #
 # Both outputs are L2-normalised, so that every similarity is a cosine. Captions become
 # tensors of word ids, padded with 0 (`<pad>`), which the bag of words leaves out of its mean.
+# One dataclass, `DualEncoderConfig`, holds every number of the model and of its training runs.
 
 # %%
+@dataclass
+class DualEncoderConfig:
+    """The dual encoder of this section and how it is trained (each number is explained in the
+    text)."""
+
+    embed_dim: int = 32        # the shared space
+    width: int = 16            # channels of the CNN's first layer (then 2·width, 2·width)
+    caption_length: int = 12   # word ids per caption, padded with <pad>
+    epochs: int = 8            # 8 epochs of 1,500 pairs: 184 steps of 64
+    batch_size: int = 64
+    lr: float = 3e-3
+    margin: float = 0.2        # the batch-hard triplet margin of section 6.1
+    reference_step_s: float = 0.011  # one training step of the solution, reference machine
+
+
+config = DualEncoderConfig()
 vocab = data.build_vocabulary()
 
 
@@ -802,8 +834,10 @@ class DualEncoder(nn.Module):
         return F.normalize(self.text_projection(bag), dim=-1)
 
 
-train_ids, test_ids = word_ids(train_set.captions, vocab), word_ids(test_set.captions, vocab)
-prompt_ids = word_ids([f"a {name}" for name in data.CLASSES], vocab)  # (15, 12)
+train_ids = word_ids(train_set.captions, vocab, config.caption_length)  # (1500, 12)
+test_ids = word_ids(test_set.captions, vocab, config.caption_length)  # (600, 12)
+prompt_ids = word_ids([f"a {name}" for name in data.CLASSES], vocab,
+                      config.caption_length)  # (15, 12)
 print(train_set.captions[0], "->", train_ids[0].tolist())
 
 # %% [markdown]
@@ -815,8 +849,10 @@ print(train_set.captions[0], "->", train_ids[0].tolist())
 
 # %%
 @torch.no_grad()
-def embed(model: DualEncoder, images: torch.Tensor, ids: torch.Tensor, prompts: torch.Tensor):
-    """Image, caption and prompt embeddings of ``model`` (on the CPU)."""
+def embed(model: DualEncoder, images: torch.Tensor, ids: torch.Tensor, prompts: torch.Tensor,
+          device: torch.device | str = "cpu"):
+    """Image, caption and prompt embeddings of ``model`` (computed on ``device``, returned on
+    the CPU)."""
     model.eval()
     image_emb = training.predict(model.encode_image, images, device=device)  # (N, E)
     text_emb = training.predict(model.encode_text, ids, device=device)  # (N, E)
@@ -830,12 +866,27 @@ def retrieval_accuracy(image_emb: torch.Tensor, prompt_emb: torch.Tensor,
     return (similarity_matrix(image_emb, prompt_emb).argmax(dim=1) == labels).float().mean().item()
 
 
-def new_model() -> DualEncoder:
+def new_model(config: DualEncoderConfig, vocab: data.Vocabulary,
+              device: torch.device | str = "cpu") -> DualEncoder:
+    """A DualEncoder as ``config`` says, with the same initial weights every time."""
     torch.manual_seed(0)  # the same initial weights for every run
-    return DualEncoder(len(vocab), embed_dim=32, width=16, pad_id=vocab.pad_id).to(device)
+    return DualEncoder(len(vocab), config.embed_dim, config.width, vocab.pad_id).to(device)
 
 
-untrained = embed(new_model(), test_set.images, test_ids, prompt_ids)
+def train_dual_encoder(model: DualEncoder, step_loss, dataset: data.ShapesCaptions,
+                       ids: torch.Tensor, config: DualEncoderConfig, desc: str,
+                       device: torch.device | str = "cpu", epochs: int | None = None
+                       ) -> list[float]:
+    """Train ``model`` on the image–caption pairs of ``dataset`` with
+    ``step_loss(model, images, ids, labels)``; return the loss of every step."""
+    return training.train(model, step_loss, (dataset.images, ids, dataset.labels),
+                          epochs=config.epochs if epochs is None else epochs,
+                          batch_size=config.batch_size, lr=config.lr, device=device, desc=desc,
+                          reference_step_s=config.reference_step_s)
+
+
+untrained = embed(new_model(config, vocab, device), test_set.images, test_ids, prompt_ids,
+                  device)
 untrained_accuracy = retrieval_accuracy(untrained[0], untrained[2], test_set.labels)
 print(f"untrained: retrieval accuracy {untrained_accuracy:.1%}")
 
@@ -848,18 +899,14 @@ print(f"untrained: retrieval accuracy {untrained_accuracy:.1%}")
 # anything of another class. Eight epochs, about 180 steps.
 
 # %%
-TRAINING = dict(epochs=8, batch_size=64, lr=3e-3, device=device)
-
-
-def triplet_step(model: DualEncoder, images, ids, labels) -> torch.Tensor:
+def triplet_step(model: DualEncoder, images, ids, labels, margin=config.margin) -> torch.Tensor:
     both = torch.cat([model.encode_image(images), model.encode_text(ids)])  # (2B, E)
-    return batch_hard_triplet_loss(both, torch.cat([labels, labels]), margin=0.2)
+    return batch_hard_triplet_loss(both, torch.cat([labels, labels]), margin=margin)
 
 
-triplet_model = new_model()
-triplet_losses = training.train(triplet_model, triplet_step,
-                                (train_set.images, train_ids, train_set.labels),
-                                desc="batch-hard triplet", **TRAINING)
+triplet_model = new_model(config, vocab, device)
+triplet_losses = train_dual_encoder(triplet_model, triplet_step, train_set, train_ids, config,
+                                    "batch-hard triplet", device)
 plotting.plot_losses(triplet_losses, title="batch-hard triplet loss", smooth=10)
 plt.show()
 
@@ -881,14 +928,13 @@ for tau in temperatures:
     def clip_step(model: DualEncoder, images, ids, labels, tau=tau) -> torch.Tensor:
         return clip_loss(model.encode_image(images), model.encode_text(ids), 1 / tau)
 
-    clip_models[tau] = new_model()
-    clip_losses[tau] = training.train(clip_models[tau], clip_step,
-                                      (train_set.images, train_ids, train_set.labels),
-                                      desc=f"CLIP loss, τ = {tau}", **TRAINING)
+    clip_models[tau] = new_model(config, vocab, device)
+    clip_losses[tau] = train_dual_encoder(clip_models[tau], clip_step, train_set, train_ids,
+                                          config, f"CLIP loss, τ = {tau}", device)
 
 accuracies = {}
 for tau, model in clip_models.items():
-    image_emb, _, prompt_emb = embed(model, test_set.images, test_ids, prompt_ids)
+    image_emb, _, prompt_emb = embed(model, test_set.images, test_ids, prompt_ids, device)
     accuracies[tau] = retrieval_accuracy(image_emb, prompt_emb, test_set.labels)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -913,32 +959,40 @@ for t in temperatures:
                      textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
 fig.tight_layout()
 plt.show()
+best_tau = max(accuracies, key=accuracies.get)
+print(f"best retrieval at τ = {best_tau}: {accuracies[best_tau]:.1%}; at the extremes, "
+      f"τ = {temperatures[0]}: {accuracies[temperatures[0]]:.1%} and "
+      f"τ = {temperatures[-1]}: {accuracies[temperatures[-1]]:.1%}")
 
 # %% [markdown]
 # Read the two panels together. Losses are only comparable at one temperature: at
-# $\tau = 1$ the logits are bare cosines, the loss cannot fall far below $\log 64$ even for a
-# good embedding, the gradients stay weak, and the model learns least. The smallest
-# temperature starts with a huge loss (confident random guesses are expensive) and learns
-# worse again. In between — near CLIP's initial 0.07 — retrieval is best. The written question
-# asks you why, in terms of the gradient.
+# $\tau = 1$ the logits are bare cosines, which differ by at most 2, so even a perfect
+# embedding cannot bring the loss below $\log(1 + 63\,e^{-2}) \approx 2.2$. The smallest
+# temperature starts with a huge loss (confident random guesses are expensive). The line under
+# the figure says which temperature retrieved best in your run and how the two extremes did
+# (in our reference run, the middle of the range, near CLIP's initial 0.07, was best, and both
+# ends clearly worse). The written question in section 7 asks you why, in terms of the
+# gradient.
 
 # %% [markdown]
 # ### 6.3 · The embedding space, before and after
 #
 # Each panel projects the 600 test images (small markers: colour = the object's colour,
 # marker = its shape) and the 15 prompts (large outlined markers) onto the two main directions
-# of the embeddings (principal component analysis by an SVD of the centred embeddings).
+# of the embeddings (principal component analysis by an SVD of the centred embeddings). What
+# we saw in our reference run (yours should look much the same):
 #
 # - **Untrained**, images and captions lie in two separate regions: the first direction simply
 #   tells the modalities apart, since two random encoders have no reason to agree. The images
 #   spread along one line, sorted by colour, which the CNN's random filters already respond to.
 # - **Batch-hard triplet**: classes form clusters and each prompt sits near its own, but the
-#   clusters are loose and some prompts sit at the edge. The loss curve above settled near the
-#   margin 0.2: for a typical anchor the hardest positive (often a caption in other words) and
+#   clusters are loose and some prompts sit at the edge. The loss curve of section 6.1 settled
+#   near the margin 0.2 (the cell prints where it ended in your run): for a typical anchor the hardest positive (often a caption in other words) and
 #   the hardest negative end up about equally far, and that single worst pair is all the loss
 #   sees.
 # - **CLIP's loss** uses all 63 negatives of every pair at once, weighted by how confusable
-#   they are: tighter clusters, each prompt with its class, near-perfect retrieval.
+#   they are: tighter clusters, each prompt with its class, and the best retrieval of the three
+#   (the panel titles give each one's).
 #
 # (Two dimensions cannot show 15 clusters of a 32-dimensional space faithfully; some overlap in
 # the picture is the projection's.)
@@ -954,9 +1008,10 @@ def project_2d(*embeddings: torch.Tensor) -> list[torch.Tensor]:
 
 MARKERS = {"circle": "o", "square": "s", "triangle": "^"}
 spaces = {"untrained": untrained,
-          "batch-hard triplet": embed(triplet_model, test_set.images, test_ids, prompt_ids),
+          "batch-hard triplet": embed(triplet_model, test_set.images, test_ids, prompt_ids,
+                                      device),
           "CLIP loss, τ = 0.07": embed(clip_models[0.07], test_set.images, test_ids,
-                                       prompt_ids)}
+                                       prompt_ids, device)}
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
 for ax, (name, (image_emb, _, prompt_emb)) in zip(axes, spaces.items(), strict=True):
     images_2d, prompts_2d = project_2d(image_emb, prompt_emb)
@@ -975,6 +1030,8 @@ for ax, (name, (image_emb, _, prompt_emb)) in zip(axes, spaces.items(), strict=T
 fig.suptitle("test images (small) and the 15 prompts (large), first two principal components")
 fig.tight_layout()
 plt.show()
+print(f"batch-hard triplet loss, mean of the last 20 steps: {np.mean(triplet_losses[-20:]):.3f} "
+      f"(margin {config.margin})")
 
 # %% [markdown]
 # And the similarity matrix the trained CLIP-loss model computes between one test image of
@@ -1002,6 +1059,144 @@ course_utils.report_metric("retrieval accuracy, batch-hard triplet",
                            "%")
 for tau in temperatures:
     course_utils.report_metric(f"retrieval accuracy, CLIP loss, tau {tau}", accuracies[tau], "%")
+
+# %% [markdown]
+# ### 6.4 · Experiment: pull together, never push apart
+#
+# Every loss above has two halves: it **pulls** each image towards its own caption and
+# **pushes** it away from the others (the triplet's negative, CLIP's $N - 1$ other captions).
+# Section 3 argued, in words, that the triplet loss needs its margin. What happens to a loss
+# with no push at all? The next cell trains a fresh dual encoder for about 100 steps with a
+# loss that only pulls, the mean over the batch of
+#
+# $$L_{\text{pull}} = 1 - \cos(I_i, T_i),$$
+#
+# which is 0 exactly when every image points the same way as its own caption. Nothing in it
+# mentions a mismatched pair. The knob `COLLAPSE_LOSS` switches between this pull-only loss and
+# your `clip_loss` (τ = 0.07), trained for the same number of steps. The cell measures, on the
+# 600 test images:
+#
+# - the mean cosine of **matched** pairs (each image with its own caption) and of
+#   **unrelated** pairs (an image with the caption of an image of another class);
+# - the retrieval accuracy of section 6 (chance: $1/15 \approx 7\,\%$).
+
+# %% [markdown] tags=["predict"]
+# **Predict before you run the next cell** (not graded; one or two lines): after training with
+# the pull-only loss, what will the mean cosine of *unrelated* image–caption pairs be, and the
+# retrieval accuracy?
+#
+# *Your prediction:*
+
+# %% tags=["experiment"]
+# The knob: change it and run again.
+COLLAPSE_LOSS = "pull-only"  # or "clip": your clip_loss at τ = 0.07
+COLLAPSE_STEPS = 100         # roughly; training runs whole epochs of 23 steps
+
+
+def pull_only_loss(model: DualEncoder, images, ids, labels) -> torch.Tensor:
+    """1 − cos(I_i, T_i), averaged over the batch: pulls matched pairs, pushes nothing."""
+    return (1 - (model.encode_image(images) * model.encode_text(ids)).sum(dim=1)).mean()
+
+
+def collapse_clip_step(model: DualEncoder, images, ids, labels) -> torch.Tensor:
+    """Your clip_loss at τ = 0.07, as in section 6.2."""
+    return clip_loss(model.encode_image(images), model.encode_text(ids), 1 / 0.07)
+
+
+def collapse_pair_cosines(image_emb: torch.Tensor, text_emb: torch.Tensor, labels: torch.Tensor):
+    """The mean cosine of matched pairs (diagonal) and of image–caption pairs of different
+    classes, and all the latter (for a histogram)."""
+    similarities = similarity_matrix(image_emb, text_emb)  # (N, N)
+    unrelated = similarities[labels[:, None] != labels[None, :]]  # (pairs,)
+    return similarities.diagonal().mean().item(), unrelated.mean().item(), unrelated
+
+
+def collapse_experiment(loss_name: str, steps: int, config: DualEncoderConfig,
+                        vocab: data.Vocabulary, train_set: data.ShapesCaptions,
+                        train_ids: torch.Tensor, test_set: data.ShapesCaptions,
+                        test_ids: torch.Tensor, prompt_ids: torch.Tensor,
+                        device: torch.device | str = "cpu") -> dict:
+    """Train a fresh DualEncoder with ``loss_name`` for about ``steps`` steps; measure it and
+    the untrained model on the test set."""
+    step_loss = {"pull-only": pull_only_loss, "clip": collapse_clip_step}[loss_name]
+    steps_per_epoch = len(train_set.images) // config.batch_size
+    model = new_model(config, vocab, device)
+    results = {"untrained": embed(model, test_set.images, test_ids, prompt_ids, device)}
+    losses = train_dual_encoder(model, step_loss, train_set, train_ids, config,
+                                f"{loss_name} loss", device,
+                                epochs=max(1, round(steps / steps_per_epoch)))
+    results[f"{loss_name}, {len(losses)} steps"] = embed(model, test_set.images, test_ids,
+                                                         prompt_ids, device)
+    return results
+
+
+def show_collapse(results: dict, labels: torch.Tensor) -> None:
+    """Print the cosines and the retrieval accuracy of each model in ``results``; draw the
+    unrelated pairs' cosines and each model's images × prompts similarity matrix."""
+    fig, axes = plt.subplots(1, 1 + len(results), figsize=(5 * (1 + len(results)), 4.2))
+    first_of_each = [int((labels == k).nonzero()[0]) for k in range(15)]
+    for ax, (name, (image_emb, text_emb, prompt_emb)) in zip(axes[1:], results.items(),
+                                                            strict=True):
+        matched, unrelated, unrelated_all = collapse_pair_cosines(image_emb, text_emb, labels)
+        accuracy = retrieval_accuracy(image_emb, prompt_emb, labels)
+        print(f"{name:>22}: cosine of matched pairs {matched:+.3f}, of unrelated pairs "
+              f"{unrelated:+.3f}; retrieval accuracy {accuracy:.1%} (chance {1 / 15:.1%})")
+        axes[0].hist(unrelated_all.numpy(), bins=60, range=(-1, 1), density=True, alpha=0.6,
+                     label=name)
+        shown = ax.imshow(similarity_matrix(image_emb[first_of_each], prompt_emb).numpy(),
+                          cmap="coolwarm", vmin=-1, vmax=1)
+        ax.set_title(f"{name}: images × prompts, retrieval {accuracy:.0%}", fontsize=10)
+        ax.set_xlabel("prompt (class)")
+        ax.set_ylabel("one test image per class")
+    fig.colorbar(shown, ax=axes[-1], fraction=0.046)
+    axes[0].set_xlabel("cosine of an image with a caption of another class")
+    axes[0].set_ylabel("density")
+    axes[0].set_title("unrelated image–caption pairs", fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+with torch.random.fork_rng():
+    collapse_results = collapse_experiment(COLLAPSE_LOSS, COLLAPSE_STEPS, config, vocab,
+                                           train_set, train_ids, test_set, test_ids,
+                                           prompt_ids, device)
+show_collapse(collapse_results, test_set.labels)
+
+# %% [markdown]
+# **A question to answer in words (2 points).** Explain what you measured (run the cell once
+# more with `COLLAPSE_LOSS = "clip"` to compare). Why does the pull-only loss drive the
+# embeddings where it did, and what does that do to retrieval? Why can a loss that only looks
+# at matched pairs not tell a good embedding from a useless one, and which term of `clip_loss`
+# (or of the triplet loss) prevents it? Three to five sentences; quote your numbers.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_collapse", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# The pull-only loss is minimised, with value 0, by *any* map that sends each image and its
+# caption to the same direction, and the cheapest such map sends **everything** to one
+# direction: a constant output (e.g. the bias of the last layer, with the weights shrunk)
+# satisfies every pair at once without looking at the input. Gradient descent finds it within
+# a few dozen steps: the matched cosine goes to about 1, but so does the cosine of *unrelated*
+# pairs (+0.99 in our reference run, against −0.13 untrained), the similarity matrix becomes
+# one colour, and retrieval falls to about chance (1/15 ≈ 7 %), since every prompt is equally
+# close to every image. The loss cannot tell this useless embedding from a good one because it never sees a
+# mismatched pair: alignment alone has a trivial solution. CLIP's denominator
+# $\sum_j e^{\ell_{ij}}$ (the $N - 1$ negatives; the triplet's $-d(a, n)$ with its margin)
+# makes collapse expensive: if all cosines are equal the loss is $\log N$, not 0, so the
+# gradient pushes other captions away and spreads the classes over the sphere (Wang & Isola's
+# "uniformity"). With `COLLAPSE_LOSS = "clip"`, after the same 92 steps, the unrelated cosine
+# stays near 0 while matched pairs reach about +0.7, and retrieval is far above chance (77 % in
+# our reference run). (Grading: 1 point for collapse — all embeddings to one direction, a
+# constant solution with zero loss, unrelated cosine → 1, retrieval → chance, with the
+# measured numbers; 1 point for the role of the negatives/margin — the pull-only loss is
+# blind to mismatched pairs, while the softmax denominator or the triplet's negative term makes
+# the collapsed solution cost log N or the margin.)
+
+# %% [markdown]
+# **Discussion.** This is why every contrastive loss of this notebook has a "push" term, and
+# why section 3's margin matters: with $m = 0$, a collapsed triplet embedding costs nothing,
+# exactly like the pull-only loss here. Methods that do learn from positive pairs alone (BYOL,
+# SimSiam) avoid collapse by other means: an asymmetric predictor and a stop-gradient on one
+# branch (Grill et al. 2020; Chen & He 2021), not by the loss.
 
 # %% [markdown]
 # ## 7 · A question to answer in words (2 points)
@@ -1053,7 +1248,9 @@ for tau in temperatures:
 # - `clip_loss` is open_clip's `ClipLoss` on one device; across many GPUs it gathers the
 #   features of every device first, so that each image meets the whole global batch of
 #   captions. SigLIP (Zhai et al. 2023) replaces the softmax with a sigmoid per pair, which
-#   needs no such gathering.
+#   needs no batch-wide normalisation: every image must still meet every caption of the
+#   global batch, but the devices can pass chunks of captions around instead of gathering
+#   all features in one place.
 #
 # **Further reading**
 # - Schroff, Kalenichenko & Philbin, *FaceNet: A Unified Embedding for Face Recognition and

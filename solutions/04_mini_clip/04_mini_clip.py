@@ -29,8 +29,9 @@
 # - what a contrastive model learns and what it does not: compositions of attributes it never
 #   saw together, and counting.
 #
-# **Time:** about 90 minutes. The notebook runs top to bottom in about two minutes on a
-# 2-core CPU, most of it training the model; in well under a minute on a GPU.
+# **Time:** about 2.5 hours (2.4–2.8 h): 40 minutes of reading, 1.5–2 hours of exercises and
+# questions, and about three minutes of running on a 2-core laptop CPU, most of it training the
+# model (well under a minute on a GPU).
 #
 # **Prerequisites:** notebook 02 (the vision transformer: patches, attention, the
 # transformer block) and notebook 03 (cosine similarity and CLIP's loss, `clip_loss`).
@@ -72,6 +73,8 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
                              "runtime type), then run this cell again.\n\n" + pip.stderr)
     importlib.invalidate_caches()
 
+import copy
+import functools
 import math
 import textwrap
 import time
@@ -238,13 +241,16 @@ plt.show()
 #
 # A closed vocabulary cannot describe the open world. CLIP's tokenizer uses **byte-pair
 # encoding** (BPE; Sennrich et al. 2016): starting from single bytes, it repeatedly merges the
-# most frequent adjacent pair of a large corpus into a new token, until the vocabulary holds
-# 49 152 of them (Radford et al. 2021, §2.4), so that common words are one token (`circle</w>`,
-# `</w>` marking the end of a word) and rare ones are spelled in pieces (`hex` + `agon</w>`). No word is ever unknown. open_clip ships this vocabulary inside
-# the package, so the next cell runs offline. Note the context length of 77, and the two
-# special tokens' ids: `<end_of_text>` is the **largest** id of the vocabulary, 49 407. That is
-# why OpenAI's CLIP code finds the end of a caption with `text.argmax(dim=-1)`, a trick that
-# would fail with our vocabulary, where `<end>` is 2.
+# most frequent adjacent pair of a large corpus into a new token, so that common words are one
+# token (`circle</w>`, `</w>` marking the end of a word) and rarer ones are spelled in several
+# pieces. No word is ever unknown. The paper gives the size of this vocabulary as 49 152
+# (Radford et al. 2021, §2.4); the table open_clip ships, which the next cell prints, has
+# **49 408** entries: the 256 single bytes, the same 256 at the end of a word, 48 894 merges and
+# the two special tokens. open_clip ships it inside the package, so the next cell runs offline.
+# Note the context length of 77, and the two special tokens' ids: `<end_of_text>` is the
+# **largest** id of the vocabulary, 49 407. That is why OpenAI's CLIP code finds the end of a
+# caption with `text.argmax(dim=-1)`, a trick that would fail with our vocabulary, where
+# `<end>` is 2.
 
 # %%
 import open_clip  # noqa: E402 (imported here, where it is first needed)
@@ -252,7 +258,7 @@ import open_clip  # noqa: E402 (imported here, where it is first needed)
 bpe = open_clip.get_tokenizer("ViT-B-32")  # open_clip's SimpleTokenizer, vocabulary included
 print(f"{type(bpe).__name__}: {len(bpe.encoder)} tokens, context length {bpe.context_length}, "
       f"<start_of_text> = {bpe.sot_token_id}, <end_of_text> = {bpe.eot_token_id}")
-for text in [shown[0], "three triangles", "a turquoise hexagon"]:
+for text in [shown[0], "a triangle", "three triangles", "a turquoise hexagon"]:
     ids = bpe([text])[0]  # (77,)
     ids = ids[:int((ids != 0).sum())].tolist()
     print(f"\n{text!r}\n  BPE  {len(ids):2d} ids {ids}\n       pieces {[bpe.decoder[i] for i in ids]}")
@@ -261,11 +267,13 @@ for text in [shown[0], "three triangles", "a turquoise hexagon"]:
     print(f"  ours {len(ours):2d} ids {ours}\n       words  {[vocab.word(i) for i in ours]}")
 
 # %% [markdown]
-# Two differences matter. BPE splits the plural `triangles` into `tri` + `angles</w>`, so
-# "one" and "many" triangles share no token, while our vocabulary has a separate word for
-# each. And our tokenizer turns `turquoise` and `hexagon` into `<unk>`: a model trained on it
-# can never learn about them. With 53 words and generated captions we can afford a word-level
-# vocabulary; CLIP, reading the internet, could not.
+# Two differences matter. Compare BPE's pieces for `triangle` and `triangles` above: whether
+# the plural is one token or several, and whether it shares a piece with the singular, was
+# decided by how often each string occurs in the tokenizer's corpus, not by what the words
+# mean; our vocabulary simply has a separate word for each. And our tokenizer turns
+# `turquoise` and `hexagon` into `<unk>`: a model trained on it can never learn about them.
+# With 53 words and generated captions we can afford a word-level vocabulary; CLIP, reading the
+# internet, could not.
 #
 # ## 3 · The text encoder: a causal transformer
 #
@@ -442,14 +450,18 @@ print("ViT features:", tuple(vit(preview.images).shape))
 #   scaling the logits by more than 100, which we found necessary to prevent training
 #   instability" (Radford et al. 2021, §2.5).
 #
-# Its methods follow open_clip's `CLIP` exactly, so that open_clip's own tools (its
-# zero-shot classifier, in section 7) work with it:
+# Its methods follow open_clip's `CLIP`, so that open_clip's own tools (its zero-shot
+# classifier, in section 7) work with it, with one difference: we clamp the scale where it is
+# used, in `forward`, while open_clip's `forward` returns `logit_scale.exp()` unclamped and its
+# training loop clamps the parameter itself after each step. The two are not the same: clamped
+# at use, the gradient with respect to $t$ is 0 once $t > \ln 100$, so $t$ can drift above
+# $\ln 100$ and stay there, where open_clip's in-place clamp pulls it back.
 #
 # - `encode_image(images, normalize=True)` → $W_I^\top f(x)$, L2-normalised when `normalize`
 #   is true: `(B, E)`;
 # - `encode_text(tokens, normalize=True)` → the same with $g$ and $W_T$;
 # - `forward(images, tokens)` → `(image_features, text_features, logit_scale.exp())`, the
-#   features normalised and the scale clamped first: $e^{\min(t,\, \ln 100)}$.
+#   features normalised and the scale clamped at use: $e^{\min(t,\, \ln 100)}$.
 #
 # ### Exercise 3 · `MiniCLIP` (3 points)
 #
@@ -516,7 +528,7 @@ class MiniCLIP(nn.Module):
 # %% nbgrader={"grade": false, "grade_id": "clip_config", "locked": true, "schema_version": 3, "solution": false, "task": false}
 @dataclass
 class CLIPConfig:
-    """The mini CLIP this notebook trains (every number is explained in the text)."""
+    """The mini CLIP this notebook trains, and how (every number is explained in the text)."""
 
     image_size: int = 32        # Shapes-world images are 32×32
     patch_size: int = 4         # 64 patches of 4×4 pixels
@@ -529,6 +541,11 @@ class CLIPConfig:
     text_depth: int = 2
     text_heads: int = 2
     embed_dim: int = 64         # the shared space
+    # training (section 6)
+    epochs: int = 11            # passes over the 20 000 pairs: about 3 400 steps
+    batch_size: int = 64        # each image has 63 negative captions
+    lr: float = 2e-3
+    reference_step_s: float = 0.015  # one step of the solution's code on the reference CPU
 
 
 def make_clip(config: CLIPConfig, vocab_size: int) -> MiniCLIP:
@@ -611,28 +628,33 @@ train_captions = train_multi.captions + train_single.captions
 train_tokens = tokenize(train_captions, vocab, config.context_length)  # (20000, 25)
 print("images", tuple(train_images.shape), " tokens", tuple(train_tokens.shape))
 
-scales: list[float] = []
-
-
-def contrastive_loss(model: MiniCLIP, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """The loss of one batch of pairs; records the logit scale s = 1/τ."""
+def contrastive_loss(model: MiniCLIP, images: torch.Tensor, tokens: torch.Tensor,
+                     scales: list[float]) -> torch.Tensor:
+    """The loss of one batch of pairs; appends the logit scale s = 1/τ to ``scales``."""
     image_features, text_features, logit_scale = model(images, tokens)
     scales.append(logit_scale.item())
     return clip_loss(image_features, text_features, logit_scale)
 
 
+scales: list[float] = []  # the logit scale at every step
+
+
 course_utils.seed_everything(0)
 model = make_clip(config, len(vocab)).to(device)
 start = time.perf_counter()
-losses = training.train(model, contrastive_loss, [train_images, train_tokens], epochs=11,
-                        batch_size=64, lr=2e-3, device=device, seed=0, desc="mini CLIP")
+losses = training.train(model, functools.partial(contrastive_loss, scales=scales),
+                        [train_images, train_tokens],
+                        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                        device=device, seed=0, desc="mini CLIP",
+                        reference_step_s=config.reference_step_s)
 print(f"{len(losses)} steps in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
-# The loss falls from $\ln 64 \approx 4.16$ (guessing among 64 captions) towards 0.8. It cannot
-# reach 0: in a batch of 64, several captions are often equally true of an image ("a red
-# circle" for two images of red circles), and then no model can tell which is the partner. The
-# logit scale rises from 14.3: as the embeddings separate, the model sharpens its softmax.
+# The loss falls from $\ln 64 \approx 4.16$ (guessing among 64 captions); the title of the left
+# plot says where it ended in your run. It cannot reach 0: in a batch of 64, several captions
+# are often equally true of an image ("a red circle" for two images of red circles), and then no
+# model can tell which is the partner. The logit scale rises from 14.3: as the embeddings
+# separate, the model sharpens its softmax.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -643,6 +665,8 @@ axes[0].plot(np.arange(window - 1, len(losses)), smoothed, label=f"mean of {wind
 axes[0].axhline(math.log(64), color="grey", ls="--", lw=1, label="ln 64 (guessing)")
 axes[0].set_xlabel("step")
 axes[0].set_ylabel("clip_loss")
+axes[0].set_title(f"from {np.mean(losses[:window]):.2f} (first {window} steps) to "
+                  f"{np.mean(losses[-window:]):.2f} (last {window})", fontsize=10)
 axes[0].legend()
 axes[1].plot(scales)
 axes[1].set_xlabel("step")
@@ -734,8 +758,16 @@ templates = list(data.PROMPT_TEMPLATES)
 print(templates[:3], "...")
 
 
-def word_tokenizer(texts: list[str]) -> torch.Tensor:
-    return tokenize(texts, vocab, config.context_length)
+def make_word_tokenizer(vocab: data.Vocabulary, context_length: int):
+    """The tokenizer ``build_zero_shot_classifier`` expects: texts -> (N, context_length) ids."""
+
+    def word_tokenizer(texts: list[str]) -> torch.Tensor:
+        return tokenize(texts, vocab, context_length)
+
+    return word_tokenizer
+
+
+word_tokenizer = make_word_tokenizer(vocab, config.context_length)
 
 
 classifier = build_zero_shot_classifier(model, list(data.CLASSES), templates, word_tokenizer)
@@ -1012,6 +1044,10 @@ held_features = training.predict(model.encode_image, compositional.images, devic
 held_predicted = (held_features @ classifier.cpu()).argmax(dim=1)  # (600,)
 course_utils.report_metric("zero-shot accuracy on the held-out pairs (compositional)",
                            (held_predicted == compositional.labels).float().mean(), "%")
+n_shapes = len(data.SHAPES)  # class index = colour_index * 3 + shape_index
+colour_right = (held_predicted // n_shapes == compositional.labels // n_shapes).float().mean()
+shape_right = (held_predicted % n_shapes == compositional.labels % n_shapes).float().mean()
+print(f"  of these, the colour is right in {colour_right:.0%}, the shape in {shape_right:.0%}")
 held_classes = compositional.present_classes  # the 3 held-out class indices
 table = torch.zeros(3, 15)
 for true, guess in zip(compositional.labels.tolist(), held_predicted.tolist(), strict=True):
@@ -1031,12 +1067,13 @@ plotting.show_images(compositional.images[:8],
 plt.show()
 
 # %% [markdown]
-# The colour is almost always right: the model knows what red is. The shape is mostly wrong:
-# a blue circle is taken for a blue square, a red triangle for one of the two red shapes the
-# model has seen. The text side shows why. Below are the cosine similarities between
-# class embeddings (the classifier's columns): the held-out "red triangle" lies closer to
-# "red square" and "red circle" than to the triangles of other colours, and "green square"
-# almost on top of "green circle". In every caption of training, "red"
+# Compare the two fractions printed above. In our reference run the colour was almost always
+# right (the model knows what red is) and the shape mostly wrong: a blue circle was taken for a
+# blue square, a red triangle for one of the two red shapes the model has seen. The text side
+# shows why. Below are the cosine similarities between class embeddings (the classifier's
+# columns): in our reference run the held-out "red triangle" lay closer to "red square" and
+# "red circle" than to the triangles of other colours, and "green square" almost on top of
+# "green circle". In every caption of training, "red"
 # was followed by "circle" or "square", so the text encoder learned what "red" predicts, not
 # how "red" and "triangle" combine; on the image side too, a red object only ever needed to be
 # told apart from the other red shape. Nothing in the contrastive loss asks for composition:
@@ -1107,17 +1144,17 @@ plt.show()
 
 
 # %% [markdown]
-# With labels, a linear layer reads most of the held-out pairs off the same frozen features,
-# where the words find almost none: the image encoder does tell a blue circle from a blue
-# square, if not perfectly. The probe pays for it on the seen pairs, where it is now worse
-# than zero-shot: its mistakes sit exactly between a held-out pair and its seen neighbour (a
-# green circle taken for a green square, a red circle for a red triangle), which the encoder
-# separates only partly, since no caption ever asked it to. What fails zero-shot is above all
-# the **alignment** between the words and that region of the space, which no caption ever
-# trained. This is the general trade-off (Radford et al. 2021, §3.1.5 and Figure 6): zero-shot
-# needs no labels, and real CLIP's zero-shot classifiers match linear probes trained on about
-# four labelled examples per class; with more labels the probes win, most of all where the
-# class names are poor descriptions of what the model learned.
+# In our reference run, a linear layer trained with labels read most of the held-out pairs off
+# the same frozen features, where the words found almost none (compare your bars): the image
+# encoder does tell a blue circle from a blue square, if not perfectly. The probe paid for it on
+# the seen pairs, where it was worse than zero-shot: its mistakes sat between a held-out pair
+# and its seen neighbour (a green circle taken for a green square, a red circle for a red
+# triangle), which the encoder separates only partly, since no caption ever asked it to. What
+# fails zero-shot is above all the **alignment** between the words and that region of the space,
+# which no caption ever trained. This is the general trade-off (Radford et al. 2021, §3.1.5 and
+# Figure 6): zero-shot needs no labels, and real CLIP's zero-shot classifiers match linear
+# probes trained on about four labelled examples per class; with more labels the probes win,
+# most of all where the class names are poor descriptions of what the model learned.
 #
 # ## 12 · What CLIP cannot do: counting
 #
@@ -1188,28 +1225,16 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# One object against several is easy, because much of the picture changes (how much colour
-# there is, how many blobs). Beyond that the model hardly counts: three objects are called
-# "two" about as often as "three", four objects are mostly called "three", and between "two"
-# and "three" alone it is right not much more often than a coin would be. The contrastive loss explains it. It only
-# asks each image to prefer its own caption over the 63 others of the batch, and those almost
-# always differ in colours and shapes; two captions that differ *only* in their count word
-# are rare, so the model gains almost nothing by reading it. CLIP trained on the web has the
-# same weakness (Paiss et al. 2023, *Teaching CLIP to Count to Ten*, who fixed it with hard
-# negative captions whose count word was swapped).
+# Read the table row by row: which counts does the model tell apart, and which does it mix
+# up? The next section asks you why.
 #
-# Counting needs the words to look at the picture: to find each red circle and tally them.
-# Notebook 05 builds a model in which they can, ViLT, where one transformer reads the image
-# patches and the words together, and trains it to answer questions such as "how many red
-# circles are there".
-#
-# ## 13 · A question to answer in words (2 points)
+# ## 13 · A question to answer in words (3 points)
 #
 # **Why** does a model trained with CLIP's loss on our captions tell one object from two
 # far better than three from four? And what would have to change in its **training signal**
 # (not in its size) for it to count? Two to five sentences.
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "written_counting", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_counting", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # The loss only rewards what tells an image's caption apart from the other captions of its
 # batch. In a random batch the captions almost always differ in colours, shapes and the
 # number of phrases, and almost never in a count word alone, so reading "three" vs "four"
@@ -1219,12 +1244,262 @@ plt.show()
 # count ("three red circles" as a negative for an image of four, as in Paiss et al. 2023),
 # batches of scenes that differ only in their counts, or a task that can only be solved by
 # counting, such as VQA with "how many" questions on a model whose words attend to the
-# patches (ViLT, notebook 05). (Grading: 1 point for the argument that the contrastive
-# signal rarely depends on the count word; 1 point for a concrete change of the training
-# signal, such as count-swapped hard negatives or a counting task.)
+# patches (ViLT, notebook 05). (Grading, 3 points: 1 point for why one vs several is easy
+# (the image and the caption both change a lot); 1 point for the argument that the
+# contrastive signal rarely depends on the count word alone, because the other captions of a
+# batch almost never differ only in it; 1 point for a concrete change of the training signal,
+# such as count-swapped hard negatives, count-contrast batches or a counting task.)
 
 # %% [markdown]
-# ## 14 · Optional: a real, pretrained CLIP
+# ### Discussion
+#
+# One object against several is easy, because much of the picture changes (how much colour
+# there is, how many blobs). Beyond that the model hardly counts: in our reference run three
+# objects were called "two" about as often as "three", four objects were mostly called
+# "three", and between "two" and "three" alone it was right not much more often than a coin
+# would be. The contrastive loss explains it. It only asks each image to prefer its own
+# caption over the 63 others of the batch, and those almost always differ in colours and
+# shapes; two captions that differ *only* in their count word are rare, so the model gains
+# almost nothing by reading it. CLIP trained on the web has the same weakness (Paiss et al.
+# 2023, *Teaching CLIP to Count to Ten*). Their fix changes the training signal, not the
+# model: for each training image whose caption names a number, they write a
+# **counterfactual caption** with the number swapped ("three dogs" → "five dogs") and add it
+# to the batch as an extra negative that only the count can reject. You will now do the
+# same.
+#
+# ## 14 · Hard negatives: count-swapped captions
+#
+# A **hard negative** is a wrong caption that is as close to the right one as possible, so
+# that only the property we care about tells them apart. In our caption grammar a group of
+# $n \ge 2$ objects of one colour and shape is written with a count word, "two red circles",
+# "three small blue squares", "four green triangles", and a single object with "a" ("a red
+# circle"). Swapping a count word for another plural count keeps the caption a valid sentence
+# of the grammar (the noun stays plural, "there are" stays right) and makes it false.
+#
+# ### Exercise 6 · `count_swap` (2 points)
+#
+# - Replace **every** count word of `caption` by the **next** plural count, round the cycle
+#   two → three → four → two (`data.COUNT_WORDS` is `("zero", "one", "two", "three",
+#   "four")`; the plural counts are its last three). Leave every other word as it is, "a"
+#   included, and join the words with single spaces.
+# - A caption without a count word ("a photo of a red circle", "a green triangle left of a
+#   blue square") has no count-swapped version: return `None`.
+#
+# For example `count_swap("there are two red circles and a blue square")` is `"there are three
+# red circles and a blue square"`, and `count_swap("four large green triangles")` is `"two
+# large green triangles"`.
+
+# %% nbgrader={"grade": false, "grade_id": "count_swap", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def count_swap(caption: str) -> str | None:
+    """The caption with every count word moved to the next plural count (two → three → four →
+    two), every other word unchanged; None if the caption has no count word.
+
+    Args:
+        caption: a caption of the Shapes-world grammar, words separated by spaces.
+
+    Returns:
+        the count-swapped caption (a false caption of the same scene), or None.
+    """
+    ### BEGIN SOLUTION
+    plural_counts = data.COUNT_WORDS[2:]  # ("two", "three", "four")
+    words = caption.split()
+    if not any(word in plural_counts for word in words):
+        return None
+    # each word looked up once: chained str.replace calls would undo each other
+    return " ".join(plural_counts[(plural_counts.index(word) + 1) % len(plural_counts)]
+                    if word in plural_counts else word for word in words)
+    ### END SOLUTION
+
+
+# %% [markdown]
+# **Try it.** The next cell should print `there are three red circles and a blue square`,
+# `two large green triangles` and `None`.
+
+# %%
+for example in ["there are two red circles and a blue square", "four large green triangles",
+                "a photo of a red circle"]:
+    print(count_swap(example))
+
+# %% nbgrader={"grade": true, "grade_id": "test_count_swap", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Checks count_swap on fixed and generated captions: every count word moved to the next one
+# (four wraps to two), plural agreement kept, every other word unchanged, None without a count.
+checks.count_swap(count_swap)
+### BEGIN HIDDEN TESTS
+checks.count_swap(count_swap, seed=2026, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Experiment: fine-tuning with count-swapped negatives
+#
+# Two copies of the trained model continue training for the same number of steps, on the
+# same batches, with the same loss, except for one thing. The data mixes ordinary training
+# pairs with scenes in which several objects share a colour and shape (so that their captions
+# have count words, two, three and four equally often). In the **control** run, the loss is
+# `clip_loss`, as in section 6. In the **hard-negative** run, every caption of the batch that
+# `count_swap` can swap adds its swapped version as one more *column* of the image → text
+# logits: the image must now prefer "two red circles" over "three red circles" too.
+# Text → image is unchanged. Afterwards the counting probe of section 12 runs on both copies
+# and on the model you trained (untouched: the runs use copies).
+#
+# The knob is the number of fine-tuning steps of each run.
+
+# %% [markdown] tags=["predict"]
+# **Predict before you run the next cell** (not graded; one or two lines): after fine-tuning,
+# which run counts better (the probe's "two vs three" figure and its 4-way accuracy), and by
+# how much? Will the control run improve at all?
+#
+# *Your prediction:*
+
+# %% tags=["experiment"]
+# The knob: change it and run again.
+FINETUNE_STEPS = 300  # fine-tuning steps of each run (batches of 64)
+
+
+def hn_probe_images(count_list: Sequence[int]) -> list[tuple[list[data.Scene], torch.Tensor]]:
+    """The scenes and images of section 12's counting probe (the same seeds)."""
+    probe_sets = []
+    for count in count_list:
+        scenes = same_kind_scenes(count, 240, seed=10 + count)
+        probe_sets.append((scenes, data.images_to_tensor(data.render_scenes(scenes))))
+    return probe_sets
+
+
+def hn_count_table(clip_model: MiniCLIP, probe_sets, count_list: Sequence[int],
+                   templates_: Sequence[str], tokenizer, run_device) -> torch.Tensor:
+    """Section 12's probe: (true count, chosen count) fractions, rows summing to 1."""
+    options = {(colour, shape): build_zero_shot_classifier(
+        clip_model, [count_phrase(c, colour, shape) for c in count_list], templates_,
+        tokenizer).cpu() for colour, shape in data.allowed_pairs("test", hold_out=True)}
+    table = torch.zeros(len(count_list), len(count_list))
+    for row, (scenes, images) in enumerate(probe_sets):
+        features = training.predict(clip_model.encode_image, images, device=run_device)
+        for features_i, scene in zip(features, scenes, strict=True):
+            kind = (scene.objects[0].colour, scene.objects[0].shape)
+            table[row, int((features_i @ options[kind]).argmax())] += 1
+    return table / table.sum(dim=1, keepdim=True)
+
+
+def hn_finetuning_data(vocab_: data.Vocabulary, context_length: int, steps: int,
+                       batch_size: int) -> list[torch.Tensor]:
+    """steps × batch_size pairs: half counting scenes (2, 3, 4 objects of one kind), half
+    ordinary training pairs; with each caption's count-swapped version and whether it has one."""
+    scenes = [data.Scene(tuple(replace(o, colour=s.objects[0].colour, shape=s.objects[0].shape)
+                               for o in s.objects))
+              for n in (2, 3, 4)
+              for s in data.generate_scenes(400, seed=100 + n, split="train", num_objects=n)]
+    ordinary = data.ShapesCaptions("train", size=len(scenes), seed=7, hold_out=True)
+    captions = data.caption_scenes(scenes, seed=5) + ordinary.captions
+    images = torch.cat([data.images_to_tensor(data.render_scenes(scenes)), ordinary.images])
+    swapped = [count_swap(c) for c in captions]
+    has_negative = torch.tensor([s is not None for s in swapped])  # (n,)
+    negatives = tokenize([s or c for s, c in zip(swapped, captions, strict=True)], vocab_,
+                         context_length)  # (n, L): unused where has_negative is False
+    tokens = tokenize(captions, vocab_, context_length)  # (n, L)
+    repeat = torch.arange(steps * batch_size) % len(captions)  # exactly `steps` batches
+    return [images[repeat], tokens[repeat], negatives[repeat], has_negative[repeat]]
+
+
+def hn_loss(clip_model: MiniCLIP, images, tokens, negative_tokens, has_negative,
+            use_negatives: bool) -> torch.Tensor:
+    """clip_loss, plus (use_negatives) the swapped captions as extra image → text columns."""
+    image_features, text_features, scale = clip_model(images, tokens)  # (B, E), (B, E), ()
+    columns = text_features
+    if use_negatives and has_negative.any():
+        extra = clip_model.encode_text(negative_tokens[has_negative])  # (M, E)
+        columns = torch.cat([text_features, extra])  # (B + M, E)
+    labels = torch.arange(len(images), device=images.device)  # image i's caption is column i
+    image_to_text = F.cross_entropy(scale * image_features @ columns.T, labels)  # (B, B + M)
+    text_to_image = F.cross_entropy(scale * text_features @ image_features.T, labels)  # (B, B)
+    return (image_to_text + text_to_image) / 2
+
+
+def hn_experiment(trained: MiniCLIP, vocab_: data.Vocabulary, clip_config: CLIPConfig,
+                  steps: int, run_device) -> dict[str, torch.Tensor]:
+    """The counting probe's table for the trained model and its two fine-tuned copies."""
+    count_list = (1, 2, 3, 4)
+    templates_ = [t.format(objects="{}") for t in data.CAPTION_TEMPLATES if "{be}" not in t]
+
+    def tokenizer(texts):
+        return tokenize(texts, vocab_, clip_config.context_length)
+
+    probe_sets = hn_probe_images(count_list)
+    tables = {"trained model": hn_count_table(trained, probe_sets, count_list, templates_,
+                                              tokenizer, run_device)}
+    finetuning = hn_finetuning_data(vocab_, clip_config.context_length, steps,
+                                    clip_config.batch_size)
+    for name, use_negatives in [("control: same steps, no swaps", False),
+                                ("with count-swapped negatives", True)]:
+        copy_ = copy.deepcopy(trained)  # the graded model stays as it is
+        training.train(copy_, functools.partial(hn_loss, use_negatives=use_negatives),
+                       finetuning, epochs=1, batch_size=clip_config.batch_size, lr=2e-4,
+                       device=run_device, seed=1, desc=name)
+        tables[name] = hn_count_table(copy_, probe_sets, count_list, templates_, tokenizer,
+                                      run_device)
+    return tables
+
+
+with torch.random.fork_rng():
+    hn_start = time.perf_counter()
+    hn_tables = hn_experiment(model, vocab, config, FINETUNE_STEPS, device)
+    print(f"{FINETUNE_STEPS} fine-tuning steps per run; {time.perf_counter() - hn_start:.0f} s")
+for hn_name, hn_table in hn_tables.items():
+    hn_two_three = hn_table[1:3, 1:3].diagonal().sum() / hn_table[1:3, 1:3].sum()
+    print(f"{hn_name:32s} 4-way {hn_table.diagonal().mean():6.1%}   two vs three "
+          f"{hn_two_three:6.1%}   per count " + "  ".join(
+              f"{c}: {v:4.0%}" for c, v in zip((1, 2, 3, 4), hn_table.diagonal().tolist(),
+                                               strict=True)))
+hn_fig, hn_axes = plt.subplots(1, len(hn_tables), figsize=(4.2 * len(hn_tables), 3.8))
+for hn_ax, (hn_name, hn_table) in zip(hn_axes, hn_tables.items(), strict=True):
+    hn_ax.imshow(hn_table.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(hn_table.numpy()):
+        hn_ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                   color="white" if v > 0.6 else "black")
+    hn_ax.set_xticks(range(4), ["a", "two", "three", "four"])
+    hn_ax.set_yticks(range(4), [1, 2, 3, 4])
+    hn_ax.set_xlabel("count chosen")
+    hn_ax.set_ylabel("objects in the image")
+    hn_ax.set_title(f"{hn_name}\n4-way {hn_table.diagonal().mean():.0%}", fontsize=9)
+hn_fig.suptitle("the counting probe of section 12, before and after fine-tuning")
+hn_fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### A question on the experiment (3 points)
+#
+# Compare the three tables. What did the count-swapped negatives change that the control run,
+# trained on the very same batches, did not? Explain it with what each loss asks of the
+# model, and say what the result means for the claim that contrastive training "cannot"
+# count. Three to six sentences.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_hard_negatives", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# (The numbers vary with the run; the reasoning is what is graded.) Both
+# runs see the same images and captions, so whatever the control gains comes from the data
+# alone: counting scenes whose captions name two, three and four objects of one kind, some of
+# which meet in one batch and act as natural count-only negatives. The swapped negatives add
+# such a contrast for every counted caption in every batch: the image of two red circles must
+# now score "two red circles" above "three red circles", which no other column asks, so the
+# loss can only fall if the text encoder reads the count word and the image encoder keeps
+# track of how many objects there are. Where the hard-negative run beats the control on the
+# probe's "two vs three" and 4-way figures, that difference is the effect of the signal, not
+# of the data; where it moves choices from one count to another without improving the
+# diagonal (for instance towards the count that is most often the *positive*), the model has
+# learned a bias from how often each count word appears as a negative, which is why Paiss et
+# al. balance their counting data. Either way, counting is not beyond a contrastive model: it
+# was never asked for, and a training signal that asks for it moves the model within a few
+# hundred steps. (Grading, 3 points: 1 point for comparing the two runs as an ablation, the
+# data being the same so the difference is due to the negatives; 1 point for explaining
+# what the extra columns demand (only the count separates the positive from its negative,
+# so the text tower must read it and the image tower must encode it); 1 point for a correct
+# reading of their own numbers, including any side effect such as a bias towards one count
+# word or the control's own gain from the counting scenes.)
+
+# %% [markdown]
+# Counting needs the words to look at the picture: to find each red circle and tally them.
+# Notebook 05 builds a model in which they can, ViLT, where one transformer reads the image
+# patches and the words together, and trains it to answer questions such as "how many red
+# circles are there".
+#
+# ## 15 · Optional: a real, pretrained CLIP
 #
 # Where the network allows (on Colab, for one), the next cell downloads a real CLIP from the
 # Hugging Face hub: open_clip's ViT-B/32 trained on LAION-2B (Cherti et al. 2023), about
@@ -1273,24 +1548,28 @@ if pretrained is not None:
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
 
-    def encode_photos(images: torch.Tensor) -> torch.Tensor:
-        """Shapes images (B, 3, 32, 32) -> the pretrained model's unit image embeddings."""
-        big = F.interpolate(images.to(device), size=224, mode="bicubic", align_corners=False)
-        return pretrained.encode_image((big.clamp(0, 1) - mean) / std, normalize=True)
+    def encode_photos(model, images: torch.Tensor, mean: torch.Tensor,
+                      std: torch.Tensor) -> torch.Tensor:
+        """Shapes images (B, 3, 32, 32) -> ``model``'s unit image embeddings, the images
+        resized to 224 and normalised by ``mean`` and ``std`` (1, 3, 1, 1) as it was trained."""
+        big = F.interpolate(images.to(mean.device), size=224, mode="bicubic",
+                            align_corners=False)
+        return model.encode_image((big.clamp(0, 1) - mean) / std, normalize=True)
 
     with torch.no_grad():
         weights = build_zero_shot_classifier(pretrained, list(data.CLASSES), templates, bpe)
         for name, images, labels in [
                 ("12 seen pairs", test_objects.images[:300], test_objects.labels[:300]),
                 ("3 held-out pairs", compositional.images[:150], compositional.labels[:150])]:
-            guesses = torch.cat([encode_photos(images[i:i + 50]) @ weights
+            guesses = torch.cat([encode_photos(pretrained, images[i:i + 50], mean, std) @ weights
                                  for i in range(0, len(images), 50)]).argmax(dim=1).cpu()
             print(f"pretrained ViT-B/32, zero-shot on {name}: "
                   f"{(guesses == labels).float().mean():.1%}")
         right = []
         for count in (2, 3):
             scenes = same_kind_scenes(count, 60, seed=20 + count)
-            features = encode_photos(data.images_to_tensor(data.render_scenes(scenes)))
+            features = encode_photos(pretrained, data.images_to_tensor(data.render_scenes(scenes)),
+                                     mean, std)
             for features_i, scene in zip(features, scenes, strict=True):
                 kind = (scene.objects[0].colour, scene.objects[0].shape)
                 options = build_zero_shot_classifier(  # (E, 2): "two …", "three …"
