@@ -51,10 +51,8 @@
 # run the first cell; the notebook runs unchanged on the CPU, only slower.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
-import functools
 import importlib.util
 import sys
-from dataclasses import dataclass
 
 if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or the wrong kernel
     from IPython.core.error import UsageError  # stops the cell with a message, no traceback
@@ -78,6 +76,9 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
                              "connected to the internet and runs Python 3 (Runtime → Change "
                              "runtime type), then run this cell again.\n\n" + pip.stderr)
     importlib.invalidate_caches()
+
+import functools
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
