@@ -509,7 +509,7 @@ def test_the_pretrained_section_skips_quickly_offline(solution, monkeypatch, cap
     monkeypatch.setattr(diffusers.AutoPipelineForText2Image, "from_pretrained",
                         must_not_download)
     start = time.perf_counter()
-    assert solution["pretrained_text_to_image"](["a red circle"]) is None
+    assert solution["pretrained_text_to_image"](["a red circle"], torch.device("cpu")) is None
     assert time.perf_counter() - start < 3
     out = capsys.readouterr().out.strip()
     assert out.startswith("Skipped:") and out.count(".") == 1 and "\n" not in out
