@@ -44,19 +44,27 @@ def workload(steps: int = STEPS, device: str = "cpu") -> None:
         torch.cuda.synchronize()
 
 
+def time_workload(repeats: int, steps: int = STEPS, device: str = "cpu",
+                  warmup: int = 2) -> list[float]:
+    """Seconds of ``repeats`` runs of ``steps`` steps of the workload, after ``warmup``
+    untimed steps."""
+    workload(warmup, device)
+    found = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        workload(steps, device)
+        found.append(time.perf_counter() - begin)
+    return found
+
+
 @lru_cache(maxsize=1)
 def machine_factor(steps: int = 5, repeats: int = 3) -> float:
     """How many times longer this machine's CPU takes than the reference machine (2.0: twice
     as slow): the fastest of ``repeats`` runs of ``steps`` steps of the workload, after one
     warm-up step, so that a busy moment does not count. Measured once per process (about a
     third of a second); the global random state is left as it was."""
-    found = []
     with torch.random.fork_rng(devices=[]):
-        workload(1)
-        for _ in range(repeats):
-            begin = time.perf_counter()
-            workload(steps)
-            found.append(time.perf_counter() - begin)
+        found = time_workload(repeats, steps, warmup=1)
     return min(found) * STEPS / steps / REFERENCE_SECONDS
 
 

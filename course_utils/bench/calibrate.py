@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from dataclasses import dataclass, field
 
 import torch
 
-from course_utils.speed import STEPS, workload
+from course_utils.speed import STEPS, time_workload
 
 #: Repeats before the notebooks and again after them.
 REPEATS = 3
@@ -84,13 +83,7 @@ def load_per_core() -> float | None:
 
 def time_repeats(repeats: int = REPEATS, steps: int = STEPS, device: str = "cpu") -> list[float]:
     """Seconds of ``repeats`` runs of the workload, after one untimed warm-up."""
-    workload(2, device)
-    found = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        workload(steps, device)
-        found.append(time.perf_counter() - begin)
-    return found
+    return time_workload(repeats, steps, device)
 
 
 def summarise(repeats: list[float], load: float | None, steps: int = STEPS) -> Calibration:
