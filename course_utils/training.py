@@ -96,7 +96,6 @@ class StepTimer:
         self.step = 0
         self.times: list[float] = []  # seconds of the timed steps
         self.last = time.perf_counter()
-        self.lines: list[str] = []  # what it wrote
 
     def tick(self, probe: Callable[[], object] | None = None) -> None:
         """Mark the end of one step. After ``PROBE_STEPS`` timed steps, say how long the run
@@ -109,18 +108,14 @@ class StepTimer:
             if len(self.times) == PROBE_STEPS:
                 total = statistics.median(self.times) * self.total_steps
                 if total >= ANNOUNCE_FROM_S:
-                    self.say(f"{self.desc}: {self.total_steps} steps, about {duration(total)} "
-                             "on this machine.")
+                    self.write(f"{self.desc}: {self.total_steps} steps, about "
+                               f"{duration(total)} on this machine.")
             if len(self.times) == CONFIRM_STEPS:
                 verdict = self.judge(min(self.times), probe)
                 if verdict:
-                    self.say(verdict)
+                    self.write(verdict)
         self.step += 1
         self.last = time.perf_counter()
-
-    def say(self, text: str) -> None:
-        self.lines.append(text)
-        self.write(text)
 
     def judge(self, step_s: float, probe: Callable[[], object] | None) -> str:
         """What to tell a student whose steps take at least ``step_s`` seconds: "" unless that
