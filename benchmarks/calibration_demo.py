@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.bench import budgets, command
+from course_utils.tools.bench import budgets, command
 
 #: Training steps of the stand-in: this many calibration repeats' worth.
 REPEATS_OF_WORK = 30

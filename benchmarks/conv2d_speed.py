@@ -1,7 +1,7 @@
 """How much slower are the solutions' conv2d and attention than torch's? Notebook 01 cites this.
 
 The measurement itself is part of ``python -m course_utils bench`` (its micro-benchmarks,
-``course_utils/bench/micro.py``); this prints them alone, on an otherwise idle machine:
+``course_utils/tools/bench/micro.py``); this prints them alone, on an otherwise idle machine:
 
     python benchmarks/conv2d_speed.py [--device cpu|cuda]
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from course_utils.bench import micro, report
-from course_utils.bench.results import Report
+from course_utils.tools.bench import micro, report
+from course_utils.tools.bench.results import Report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from torch import nn
 #: Training steps of one calibration repeat (about a second on the reference machine).
 STEPS = 25
 #: Seconds of one repeat (STEPS steps) on the reference machine of the README's table (how it
-#: was measured: ``course_utils.bench.budgets.REFERENCE``).
+#: was measured: ``course_utils.tools.bench.budgets.REFERENCE``).
 REFERENCE_SECONDS = 0.714 / 2.16
 
 

@@ -1,7 +1,7 @@
 """Load the exercises of a solution notebook, to test the checks against them.
 
 The tests take the solutions from the notebooks' sources (never from a copy in tests/); the
-loading itself is ``course_utils.solutions`` (the benchmark command uses it too).
+loading itself is ``course_utils.tools.solutions`` (the benchmark command uses it too).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils import release, solutions
-from course_utils.solutions import exercise_cells  # noqa: F401 (part of this module's API)
+from course_utils.tools import release, solutions
+from course_utils.tools.solutions import exercise_cells  # noqa: F401 (part of this module's API)
 
 ROOT = Path(__file__).resolve().parents[1]
 

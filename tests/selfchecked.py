@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from course_utils import selfcheck
+from course_utils.tools import selfcheck
 from tests.notebook_code import ROOT
 
 #: Per-cell limit of the test runs: far above what these notebooks need.

@@ -16,12 +16,12 @@ import torch
 
 import course_utils
 import course_utils.checks
-from course_utils import cli
-from course_utils.bench import budgets, calibrate, command, micro, notebooks, report
-from course_utils.bench.calibrate import Calibration
-from course_utils.bench.results import Metric, MicroResult, NotebookRun, Report
 from course_utils.checks.core import QualityCheck
 from course_utils.metrics import BENCH_VARIABLE
+from course_utils.tools import cli
+from course_utils.tools.bench import budgets, calibrate, command, micro, notebooks, report
+from course_utils.tools.bench.calibrate import Calibration
+from course_utils.tools.bench.results import Metric, MicroResult, NotebookRun, Report
 from tests.notebook_code import ROOT
 
 MACHINE = {"device": "cpu", "gpu": None, "cpus": 2, "cpu_model": "Test CPU", "torch_threads": 2,
@@ -280,7 +280,7 @@ def test_the_command_calibrates_before_and_after_the_notebooks(fake_runs, tmp_pa
 
 
 def test_doctor_tells_a_student_how_long_each_notebook_should_take(monkeypatch):
-    from course_utils import doctor
+    from course_utils.tools import doctor
 
     monkeypatch.setattr(calibrate, "calibrate", lambda repeats: Calibration(
         budgets.REFERENCE.calibration_s * 2, [1.0, 1.0], load=0.0))

@@ -237,7 +237,7 @@ def setup_cell(name: str) -> str:
 def first_exercise(name: str) -> list[tuple[str, str]]:
     """(label, source) of the cells up to the first test cell that an exercise may use:
     exercise cells (the student's stub, then the instructor's solution) and ``helpers_*``
-    cells (``course_utils.solutions``); then that test cell."""
+    cells (``course_utils.tools.solutions``); then that test cell."""
     solved = {nbgrader(c).get("grade_id"): c.source
               for c in nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb",
                                      as_version=4).cells}

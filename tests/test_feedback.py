@@ -17,9 +17,9 @@ import nbformat
 import pytest
 
 import course_utils.checks
-from course_utils import selfcheck
 from course_utils.checks.core import QualityCheck
-from course_utils.grading.plan import nbgrader_info
+from course_utils.tools import selfcheck
+from course_utils.tools.grading.plan import nbgrader_info
 from tests.notebook_code import ROOT, assignments
 from tests.selfchecked import CELL_TIMEOUT, notebook_path, report
 

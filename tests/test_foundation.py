@@ -310,7 +310,7 @@ def test_doctor_fails_readably_without_torch(tmp_path):
 def run_place_checks(monkeypatch, capsys, *, colab=False, lab="4.2.5",
                      installed=None, disabled=None) -> tuple[int, str]:
     """The doctor's Colab/JupyterLab/nbgrader checks alone, on faked probes."""
-    from course_utils import doctor
+    from course_utils.tools import doctor
 
     monkeypatch.setattr(doctor, "on_colab", lambda: colab)
     monkeypatch.setattr(doctor, "jupyterlab_version", lambda: lab)
@@ -375,7 +375,7 @@ def test_doctor_probes(monkeypatch):
     import types
     from importlib import metadata
 
-    from course_utils import doctor
+    from course_utils.tools import doctor
 
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     assert doctor.on_colab() is False

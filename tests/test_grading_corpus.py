@@ -26,8 +26,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.grading.nbgrader import grades, make_course
-from course_utils.grading.sandbox import find_bwrap
+from course_utils.tools.grading.nbgrader import grades, make_course
+from course_utils.tools.grading.sandbox import find_bwrap
 from tests.notebook_code import ROOT
 
 pytestmark = pytest.mark.notebook

@@ -11,7 +11,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from course_utils.grading.nbgrader import autograde, grades, make_course, submit
+from course_utils.tools.grading.nbgrader import autograde, grades, make_course, submit
 from tests.notebook_code import ROOT, assignments
 
 pytestmark = pytest.mark.notebook

@@ -1,5 +1,5 @@
 """What the grader reads from notebooks: the re-check plan, the restored submission, the
-submissions' layout (course_utils.grading.plan, .sanitize, .batch)."""
+submissions' layout (course_utils.tools.grading.plan, .sanitize, .batch)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import nbformat
 import pytest
 import torch
 
-from course_utils.checks.core import Case, QualityCheck
-from course_utils.grading import plan, sanitize
-from course_utils.grading.batch import discover, student_id
-from course_utils.grading.nbgrader import make_course
+from course_utils.checks.case import Case
+from course_utils.checks.core import QualityCheck
+from course_utils.tools.grading import plan, sanitize
+from course_utils.tools.grading.batch import discover, student_id
+from course_utils.tools.grading.nbgrader import make_course
 from tests.notebook_code import ROOT, solution_notebook
 
 NAME = "00_welcome"
@@ -258,7 +259,7 @@ def test_submissions_are_found_in_nbgrader_layout_and_in_flat_folders(tmp_path):
 
 
 def test_flat_submissions_are_copied_into_the_course_but_links_are_not(tmp_path):
-    from course_utils.grading.batch import Entry, copy_submission
+    from course_utils.tools.grading.batch import Entry, copy_submission
 
     course, export = tmp_path / "course", tmp_path / "export"
     export.mkdir()
@@ -274,8 +275,8 @@ def test_flat_submissions_are_copied_into_the_course_but_links_are_not(tmp_path)
 
 def test_an_assignment_whose_tests_cannot_be_rechecked_is_not_graded(tmp_path, monkeypatch,
                                                                      capsys):
-    from course_utils.grading import batch
-    from course_utils.grading.sandbox import Sandbox
+    from course_utils.tools.grading import batch
+    from course_utils.tools.grading.sandbox import Sandbox
 
     course = tmp_path / "course"
     (course / "solutions" / "99_bad").mkdir(parents=True)

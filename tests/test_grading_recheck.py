@@ -1,5 +1,5 @@
 """The authoritative re-check: the runner's answers, judged by the trusted side
-(course_utils.grading.recheck and runner). The runner runs here without bubblewrap
+(course_utils.tools.grading.recheck and runner). The runner runs here without bubblewrap
 (``Sandbox(None)``, as ``--unsafe`` does); test_grading_sandbox.py tests the jail itself."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from course_utils.checks import welcome
-from course_utils.checks.core import run_function
-from course_utils.grading import plan as plans
-from course_utils.grading import recheck
-from course_utils.grading.sandbox import Jail, Limits, Sandbox
+from course_utils.checks.runners import run_function
+from course_utils.tools.grading import plan as plans
+from course_utils.tools.grading import recheck
+from course_utils.tools.grading.sandbox import Jail, Limits, Sandbox
 from tests.notebook_code import solution_notebook
 
 NAME = "00_welcome"

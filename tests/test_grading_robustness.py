@@ -25,11 +25,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.grading import inert, pool, replay
-from course_utils.grading import plan as plans
-from course_utils.grading import submission as submissions
-from course_utils.grading.recheck import _progress
-from course_utils.grading.safefile import UnsafeFile, copy_regular, read_regular
+from course_utils.tools.grading import inert, pool, replay
+from course_utils.tools.grading import plan as plans
+from course_utils.tools.grading import submission as submissions
+from course_utils.tools.grading.recheck import _progress
+from course_utils.tools.grading.safefile import UnsafeFile, copy_regular, read_regular
 from tests.notebook_code import ROOT
 
 # --- files the student's side could have replaced -----------------------------------------------
@@ -212,8 +212,8 @@ def test_the_recheck_replays_the_students_helpers_and_not_their_experiments():
 
 @pytest.mark.notebook
 def test_a_batch_killed_half_way_keeps_its_results_and_resume_grades_only_the_rest(tmp_path):
-    from course_utils.grading.nbgrader import grades, make_course
-    from course_utils.grading.sandbox import find_bwrap
+    from course_utils.tools.grading.nbgrader import grades, make_course
+    from course_utils.tools.grading.sandbox import find_bwrap
 
     if find_bwrap() is None:
         if os.environ.get("CI"):

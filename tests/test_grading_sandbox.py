@@ -1,4 +1,4 @@
-"""The sandbox around a submission's processes (course_utils.grading.sandbox).
+"""The sandbox around a submission's processes (course_utils.tools.grading.sandbox).
 
 Each test starts a small jailed Python (no torch), so the file runs in seconds. Needs
 bubblewrap (``apt-get install bubblewrap``): skipped without it, except on CI.
@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from course_utils.grading import sandbox as sandboxes
-from course_utils.grading.sandbox import Jail, Limits, Sandbox, Watchdog, find_bwrap
+from course_utils.tools.grading import sandbox as sandboxes
+from course_utils.tools.grading.sandbox import Jail, Limits, Sandbox, Watchdog, find_bwrap
 from tests.notebook_code import ROOT
 
 MiB = 1 << 20
@@ -57,7 +57,7 @@ def jail(sandbox, tmp_path):
 def test_the_jail_sees_its_folder_and_python_but_not_the_course(jail, monkeypatch):
     code = f"""
 import json, os, socket
-import course_utils.grading.exchange
+import course_utils.tools.grading.exchange
 def exists(p): return os.path.exists(p)
 try:
     socket.create_connection(("127.0.0.1", 22), timeout=1); net = "connected"
@@ -145,7 +145,7 @@ def test_each_jail_has_its_own_user(sandbox, tmp_path):
 
 
 def test_the_grade_command_refuses_to_run_without_a_sandbox(monkeypatch, tmp_path, capsys):
-    from course_utils import cli
+    from course_utils.tools import cli
 
     monkeypatch.setattr(sandboxes, "find_bwrap", lambda: None)
     code = cli.main(["grade", str(tmp_path), "--course", str(ROOT)])
@@ -158,7 +158,7 @@ def test_the_grade_command_refuses_to_run_without_a_sandbox(monkeypatch, tmp_pat
 def test_the_launcher_refuses_to_run_a_submission_as_root():
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    launcher = ROOT / "course_utils" / "grading" / "launch.py"
+    launcher = ROOT / "course_utils" / "tools" / "grading" / "launch.py"
     result = subprocess.run([sys.executable, "-I", "-S", str(launcher), json.dumps(
         {"rlimits": {}, "uid": None}), "--", "/bin/true"], capture_output=True, text=True)
     assert result.returncode != 0 and "refusing" in result.stderr

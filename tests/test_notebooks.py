@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 import course_utils
-from course_utils.release import stale
+from course_utils.tools.release import stale
 from tests.notebook_code import ROOT, assignments, solution_notebook
 
 NAMES = assignments()
@@ -129,7 +129,7 @@ class TestAnatomy:
     def test_experiment_cells_feed_no_other_cell(self, name):
         """What a student sets in an experiment cell changes nothing outside it: no later cell
         (graded, locked or not) reads a name an experiment cell binds."""
-        from course_utils.grading.replay import names
+        from course_utils.tools.grading.replay import names
 
         cells = [c for c in solution_notebook(name).cells if c.cell_type == "code"]
         bound_by_experiments: dict[str, int] = {}
@@ -148,8 +148,8 @@ class TestAnatomy:
         """The grader's re-check replays a student's cell when graded code reads a name it
         binds, wherever it stands (``grading/replay.py``); an experiment cell must never be one
         of them, so its knob cannot change a score."""
-        from course_utils.grading import replay
-        from course_utils.grading.plan import build
+        from course_utils.tools.grading import replay
+        from course_utils.tools.grading.plan import build
 
         path = ROOT / "solutions" / name / f"{name}.ipynb"
         notebook = nbformat.read(path, as_version=4)
@@ -165,7 +165,7 @@ class TestAnatomy:
         constants of the notebook, never a variable such as ``device`` or ``model``."""
         import symtable
 
-        from course_utils.grading.replay import python_source
+        from course_utils.tools.grading.replay import python_source
 
         tables = [symtable.symtable(code, "<cell>", "exec")
                   for c in solution_notebook(name).cells if c.cell_type == "code"
@@ -207,7 +207,7 @@ class TestAnatomy:
     def test_the_grader_can_recheck_every_test_cell(self, name):
         """docs/instructors.md, "Rules for notebook authors": what each test cell grades
         comes from the set-up, read-only and exercise cells only."""
-        from course_utils.grading.plan import build
+        from course_utils.tools.grading.plan import build
 
         plan = build(ROOT / "solutions" / name / f"{name}.ipynb", name)
         assert plan.problems == []

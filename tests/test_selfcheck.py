@@ -10,8 +10,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from course_utils import cli, selfcheck
-from course_utils.grading.nbgrader import autograde, grades, make_course, submit
+from course_utils.tools import cli, selfcheck
+from course_utils.tools.grading.nbgrader import autograde, grades, make_course, submit
 from tests.notebook_code import ROOT
 from tests.selfchecked import CELL_TIMEOUT, notebook_path, report
 

@@ -6,18 +6,11 @@ student's code with a reference over seeded cases on every available device and 
 ``CheckFailure`` with a hint on the first problem (see ``core`` for how).
 """
 
-from course_utils.checks.core import (
-    Case,
-    Check,
-    Mistake,
-    Outputs,
-    QualityCheck,
-    at_least,
-    devices,
-    run_function,
-)
+from course_utils.checks.case import Case, Mistake, Outputs, devices
+from course_utils.checks.core import Check, QualityCheck, at_least
 from course_utils.checks.failure import CheckFailure
 from course_utils.checks.forbid import Forbidden, ForbiddenFunctionError
+from course_utils.checks.runners import run_function
 
 __all__ = [
     "Case", "Check", "CheckFailure", "Forbidden", "ForbiddenFunctionError", "Mistake",

@@ -39,16 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.blocks import transformer as blocks
-from course_utils.checks.core import (
-    Case,
-    Check,
-    Mistake,
-    Outputs,
-    QualityCheck,
-    describe,
-    upstream_gradient,
-)
+from course_utils.checks.case import Case, Mistake, Outputs
+from course_utils.checks.compare import describe
+from course_utils.checks.core import Check, QualityCheck
 from course_utils.checks.forbid import Forbidden
+from course_utils.checks.runners import upstream_gradient
 from course_utils.data import (
     CLASSES,
     COUNT_WORDS,

@@ -14,7 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from course_utils.checks.core import Case, Check, Mistake
+from course_utils.checks.case import Case, Mistake
+from course_utils.checks.core import Check
 from course_utils.checks.forbid import Forbidden
 
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.checks.core import TOLERANCES, Case, Check, Mistake, Outputs, QualityCheck
+from course_utils.checks.case import TOLERANCES, Case, Mistake, Outputs
+from course_utils.checks.core import Check, QualityCheck
 from course_utils.checks.forbid import Forbidden
 from course_utils.data import CLASSES, ShapesClassification
 

@@ -9,8 +9,12 @@ present)::
     check.compare(case, actual, expected)          # 4. pass, or CheckFailure + hint   (trusted)
 
 Only step 2 runs the student's code, and it exchanges nothing but tensors and numbers
-(``Outputs``, which ``pack``/``unpack`` turn into NumPy arrays and JSON), so a grader can run
-step 2 in a sandboxed process and steps 1, 3, 4 in a trusted one.
+(``Outputs``; the grader's ``exchange`` module carries them across a process boundary), so a
+grader can run step 2 in a sandboxed process and steps 1, 3, 4 in a trusted one.
+
+Where things are: ``case`` (Case, Mistake, Outputs), ``runners`` (steps 2 and 3 for
+functions and modules), ``compare`` (step 4), ``stochastic`` (checks of random procedures),
+this module (``Check`` and ``QualityCheck``, a graded threshold on a trained model).
 
 Common mistakes are wrong implementations (``Mistake``): when the student's outputs match a
 mistake's outputs on the failing case, the failure carries that mistake's hint.
@@ -22,250 +26,22 @@ import contextlib
 import math
 import sys
 import warnings
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
+from course_utils.checks.case import TOLERANCES, Case, Mistake, Outputs, devices
+from course_utils.checks.compare import describe, first_difference
 from course_utils.checks.failure import CheckFailure
 from course_utils.checks.forbid import Forbidden
+from course_utils.checks.runners import run_function
 
-#: A name -> value mapping of everything an implementation produced on a case: ``"output"``
-#: (or ``"output[0]"``, ``"output[1]"``, ... for tuples), ``"grad[x]"`` for the gradient with
-#: respect to input ``x``, and ``"raised"`` when it raised an expected exception.
-Outputs = dict[str, Any]
-
-#: (rtol, atol) per dtype, for comparisons of values computed in different orders.
-TOLERANCES = {
-    torch.float16: (1e-2, 1e-3),
-    torch.bfloat16: (2e-2, 1e-2),
-    torch.float32: (1e-4, 1e-5),
-    torch.float64: (1e-7, 1e-9),
-}
-
-
-@dataclass
-class Case:
-    """One input to an exercise.
-
-    Args:
-        name: what the case is, shown in failure messages ("batch 1, 7×5 image, stride 2").
-        inputs: argument name -> value, in the exercise's signature order; tensors are cloned
-            before every call, so an implementation can never change another's inputs.
-        keyword: names passed by keyword (the others are passed by position, in order).
-        grad: names of the inputs whose gradients are compared (backpropagating a fixed
-            random upstream gradient through every floating-point output).
-        raises: an exception type the call must raise (a bad shape -> ``ValueError``).
-        tolerance: (rtol, atol) overriding the dtype's default.
-        private: data the trusted side keeps to itself (e.g. the true labels of a quality
-            check's held-out images); never passed to the student's code.
-    """
-
-    name: str
-    inputs: dict[str, Any]
-    keyword: Sequence[str] = ()
-    grad: Sequence[str] = ()
-    raises: type[BaseException] | None = None
-    tolerance: tuple[float, float] | None = None
-    private: dict[str, Any] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> Case:
-        """The same case with its tensors on ``device`` (named in the case's description)."""
-        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.inputs.items()}
-        return replace(self, name=f"{self.name}, on {torch.device(device).type}", inputs=inputs)
-
-
-@dataclass
-class Mistake:
-    """A common wrong answer, written as an implementation with the exercise's interface."""
-
-    hint: str
-    implementation: Callable
-
-
-def devices() -> list[torch.device]:
-    """The devices checks run on: the CPU, and CUDA when present (MPS lacks float64)."""
-    found = [torch.device("cpu")]
-    if torch.cuda.is_available():
-        found.append(torch.device("cuda"))
-    return found
-
-
-# --- step 2 and 3: running an implementation on a case ------------------------------------
-
-
-def clone_inputs(case: Case) -> dict[str, Any]:
-    """Fresh copies of the case's tensors; those named in ``case.grad`` require grad."""
-    inputs = {}
-    for name, value in case.inputs.items():
-        if torch.is_tensor(value):
-            value = value.detach().clone().requires_grad_(name in case.grad)
-        elif isinstance(value, np.ndarray):
-            value = value.copy()
-        inputs[name] = value
-    return inputs
-
-
-def call(fn: Callable, case: Case, inputs: Mapping[str, Any]) -> Any:
-    """Call ``fn`` with the case's positional and keyword arguments."""
-    args = [v for k, v in inputs.items() if k not in case.keyword]
-    kwargs = {k: v for k, v in inputs.items() if k in case.keyword}
-    return fn(*args, **kwargs)
-
-
-def upstream_gradient(key: str, like: torch.Tensor) -> torch.Tensor:
-    """A fixed random upstream gradient for output ``key``: the same for every implementation."""
-    generator = torch.Generator().manual_seed(zlib.crc32(f"{key}{tuple(like.shape)}".encode()))
-    return torch.randn(like.shape, generator=generator, dtype=torch.float64).to(like)
-
-
-def collect(result: Any) -> Outputs:
-    """Name an implementation's return value: a tensor or number -> ``output``, a tuple ->
-    ``output[i]``."""
-    if isinstance(result, tuple | list):
-        return {f"output[{i}]": value for i, value in enumerate(result)}
-    return {"output": result}
-
-
-def backpropagate(outputs: Outputs, inputs: Mapping[str, Any], case: Case) -> Outputs:
-    """Backpropagate fixed upstream gradients; add ``grad[name]`` for each name in case.grad.
-
-    ``grad[name]`` is None when no gradient reached that input (a detached output).
-    """
-    grads: Outputs = {f"grad[{name}]": None for name in case.grad}
-    device = inputs[case.grad[0]].device
-    terms = [
-        (value * upstream_gradient(key, value)).sum()
-        for key, value in outputs.items()
-        if type(value) is torch.Tensor and value.is_floating_point() and value.requires_grad
-        and value.device == device  # an output on the wrong device fails the comparison
-    ]
-    if terms:
-        torch.stack(terms).sum().backward()
-        for name in case.grad:
-            grads[f"grad[{name}]"] = inputs[name].grad
-    return grads
-
-
-def run_function(fn: Callable, case: Case) -> Outputs:
-    """Outputs of a function-style exercise on ``case``: its return value and gradients."""
-    inputs = clone_inputs(case)
-    if case.raises is not None:
-        try:
-            call(fn, case, inputs)
-        except case.raises as error:
-            return {"raised": type(error).__name__}
-        return {"raised": None}
-    outputs = collect(call(fn, case, inputs))
-    if case.grad:
-        outputs.update(backpropagate(outputs, inputs, case))
-    return outputs
-
-
-# --- step 4: comparing outputs ------------------------------------------------------------
-
-
-def describe(value: Any) -> str:
-    if torch.is_tensor(value):
-        return f"a {type(value).__name__} of shape {tuple(value.shape)}, dtype {value.dtype}"
-    if isinstance(value, np.ndarray):
-        return f"a NumPy array of shape {value.shape}, dtype {value.dtype}"
-    return f"{type(value).__name__} {value!r}"[:120]
-
-
-def difference(key: str, actual: Any, expected: Any,
-               tolerance: tuple[float, float] | None = None) -> str | None:
-    """Why ``actual`` is not ``expected`` (None when it is), in one or two lines."""
-    what = "the output" if key == "output" else key
-    if key.startswith("grad["):
-        if expected is None:
-            return None
-        if actual is None:
-            name = key[5:-1]
-            return (f"no gradient reached `{name}`: the output is cut off from autograd "
-                    "(.detach(), .item(), .numpy() or torch.tensor(...) on a tensor that "
-                    "needs gradients)")
-    if key == "raised":
-        if actual == expected:
-            return None
-        return f"expected it to raise {expected} (with a message saying what is wrong), " \
-               f"but it {'raised ' + actual if actual else 'returned normally'}"
-    if torch.is_tensor(expected):
-        return (tensor_structure_difference(what, actual, expected)
-                or value_difference(what, actual.detach(), expected.detach(), tolerance))
-    if isinstance(expected, bool) or expected is None:
-        return None if actual is expected else f"{what} is {actual!r}, expected {expected!r}"
-    if isinstance(expected, int | float):
-        if isinstance(actual, bool) or not isinstance(actual, int | float):
-            return f"{what} should be a Python {type(expected).__name__}, got {describe(actual)}"
-        if isinstance(expected, int) and not isinstance(actual, int):
-            return f"{what} should be an int, got {describe(actual)}"
-        rtol, atol = tolerance or TOLERANCES[torch.float64]
-        ok = math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol)
-        return None if ok else f"{what} is {actual!r}, expected {expected!r}"
-    return None if actual == expected else f"{what} is {describe(actual)}, expected {expected!r}"
-
-
-def tensor_structure_difference(what: str, actual: Any, expected: torch.Tensor) -> str | None:
-    """Why ``actual`` cannot stand for the tensor ``expected`` (not a tensor, or another shape,
-    dtype or device), None when it can; the values are not compared."""
-    if type(actual) is not torch.Tensor:
-        return f"{what} should be a torch.Tensor, got {describe(actual)}"
-    if actual.shape != expected.shape:
-        return f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    if actual.dtype != expected.dtype:
-        return f"{what} has dtype {actual.dtype}, expected {expected.dtype}"
-    if actual.device != expected.device:
-        return f"{what} is on {actual.device}, expected {expected.device} (the input's device)"
-    return None
-
-
-def value_difference(what: str, actual: torch.Tensor, expected: torch.Tensor,
-                     tolerance: tuple[float, float] | None = None) -> str | None:
-    if not actual.is_floating_point():
-        wrong = actual != expected
-        if not wrong.any():
-            return None
-        index = tuple(int(i) for i in wrong.nonzero()[0])
-        return (f"{what} differs at {int(wrong.sum())} of {wrong.numel()} positions; "
-                f"first at {list(index)}: expected {expected[index].item()}, "
-                f"got {actual[index].item()}")
-    rtol, atol = tolerance or TOLERANCES.get(expected.dtype, TOLERANCES[torch.float32])
-    finite = torch.isfinite(expected)
-    if (torch.isnan(actual) & ~torch.isnan(expected)).any():
-        return f"{what} contains NaN where the expected values are finite"
-    if torch.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True):
-        return None
-    error = (actual - expected).abs().to(torch.float64).nan_to_num(math.inf)
-    error = torch.where(finite, error, (actual != expected).to(torch.float64) * math.inf)
-    index = tuple(int(i) for i in np.unravel_index(int(error.argmax()), tuple(error.shape)))
-    at = f" at {list(index)}" if index else ""
-    return (f"{what} has the right shape but wrong values: the largest error is "
-            f"{error.max().item():.3g}{at} (expected {expected[index].item():.6g}, "
-            f"got {actual[index].item():.6g}; tolerance rtol={rtol:g}, atol={atol:g})")
-
-
-def first_difference(actual: Outputs, expected: Outputs,
-                     tolerance: tuple[float, float] | None = None) -> str | None:
-    """The first problem found comparing ``actual`` with ``expected`` (None if they agree)."""
-    forward = [k for k in expected if not k.startswith("grad[")]
-    backward = [k for k in expected if k.startswith("grad[")]
-    if forward == ["output"] and "output" not in actual:
-        n = len([k for k in actual if not k.startswith("grad[")])
-        return f"it returned a tuple or list of {n} values; expected a single value"
-    if "output" in actual and "output" not in expected:
-        n = len(forward)
-        return f"it returned {describe(actual['output'])}; expected a tuple of {n} values"
-    for key in forward + backward:
-        if key not in actual:
-            return f"{key} is missing from what it returned"
-        problem = difference(key, actual[key], expected[key], tolerance)
-        if problem:
-            return problem
-    return None
+__all__ = [
+    "TOLERANCES", "Case", "Check", "Mistake", "Outputs", "QualityCheck", "at_least", "devices",
+    "quiet", "run_function",
+]
 
 
 # --- the check ------------------------------------------------------------------------------
@@ -461,57 +237,6 @@ def _logging_to(stream, stderr) -> Iterator[None]:
     finally:
         for handler, original in moved:
             handler.stream = original
-
-
-# --- data across processes ------------------------------------------------------------------
-
-
-def pack(outputs: Outputs) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Outputs -> (JSON-able description, NumPy arrays): no pickles cross a process boundary."""
-    meta: dict[str, Any] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for key, value in outputs.items():
-        if type(value) is torch.Tensor:
-            meta[key] = {"tensor": True, "dtype": str(value.dtype).removeprefix("torch."),
-                         "device": str(value.device), "requires_grad": value.requires_grad}
-            if value.dtype == torch.bfloat16:  # NumPy has no bfloat16: float32 is exact
-                value = value.float()
-            arrays[key] = np.array(value.detach().cpu().numpy())  # 0-d stays 0-d
-        elif value is None or isinstance(value, bool | int | float | str):
-            meta[key] = {"tensor": False, "value": value}
-        else:
-            meta[key] = {"tensor": False, "value": None, "type": type(value).__name__}
-    return meta, arrays
-
-
-def unpack(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Outputs:
-    """The inverse of ``pack``: tensors back on their devices, with their dtypes."""
-    outputs: Outputs = {}
-    for key, info in meta.items():
-        if info["tensor"]:
-            dtype = getattr(torch, info["dtype"])
-            tensor = torch.from_numpy(np.asarray(arrays[key])).to(dtype)
-            device = info["device"] if torch.device(info["device"]).type == "cpu" or \
-                torch.cuda.is_available() else "cpu"
-            tensor = tensor.to(device)
-            if info["requires_grad"] and tensor.is_floating_point():
-                tensor.requires_grad_(True)
-            outputs[key] = tensor
-        elif "type" in info:
-            outputs[key] = _Opaque(info["type"])
-        else:
-            outputs[key] = info["value"]
-    return outputs
-
-
-class _Opaque:
-    """Stands in for a value of a type that cannot cross a process boundary."""
-
-    def __init__(self, type_name: str):
-        self.type_name = type_name
-
-    def __repr__(self) -> str:
-        return f"<{self.type_name}>"
 
 
 # --- thresholds on trained models -------------------------------------------------------------

@@ -37,17 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils.checks.core import (
-    Case,
-    Check,
-    Mistake,
-    Outputs,
-    QualityCheck,
-    clone_inputs,
-    collect,
-)
+from course_utils.checks.case import Case, Mistake, Outputs
+from course_utils.checks.core import Check, QualityCheck
 from course_utils.checks.failure import CheckFailure
 from course_utils.checks.forbid import Forbidden
+from course_utils.checks.runners import clone_inputs, collect
 
 #: p_sample_step and sample clip the predicted x_0 to [-1, 1], as Ho et al.'s code and
 #: diffusers' DDPMScheduler (clip_sample=True, its default) do.

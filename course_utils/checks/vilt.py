@@ -29,19 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.blocks import TransformerBlock
-from course_utils.checks.core import (
-    Case,
-    Check,
-    Mistake,
-    Outputs,
-    QualityCheck,
-    describe,
-    first_difference,
-    tensor_structure_difference,
-    upstream_gradient,
-)
+from course_utils.checks.case import Case, Mistake, Outputs
+from course_utils.checks.compare import describe, first_difference, tensor_structure_difference
+from course_utils.checks.core import Check, QualityCheck
 from course_utils.checks.failure import CheckFailure
 from course_utils.checks.forbid import Forbidden
+from course_utils.checks.runners import upstream_gradient
 
 #: The special token ids of the course vocabulary: <pad>, <start>, <end>, <unk>, <mask>.
 PAD, START, END, UNK, MASK = range(5)

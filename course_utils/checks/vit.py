@@ -30,17 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.checks.core import (
-    Case,
-    Check,
-    Mistake,
-    Outputs,
-    QualityCheck,
-    backpropagate,
-    clone_inputs,
-    collect,
-)
+from course_utils.checks.case import Case, Mistake, Outputs
+from course_utils.checks.core import Check, QualityCheck
 from course_utils.checks.forbid import Forbidden
+from course_utils.checks.runners import backpropagate, clone_inputs, collect
 
 __all__ = [
     "MultiHeadSelfAttention", "PatchEmbedding", "TransformerBlock", "VisionTransformer",

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from course_utils.checks.core import Case, Check, Mistake
+from course_utils.checks.case import Case, Mistake
+from course_utils.checks.core import Check
 from course_utils.checks.forbid import Forbidden
 
 # --- to_chw_float: uint8 (H, W, 3) array -> float32 (3, H, W) tensor in [0, 1] ---------------

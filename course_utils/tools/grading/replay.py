@@ -25,7 +25,7 @@ from __future__ import annotations
 import symtable
 from dataclasses import replace
 
-from course_utils.grading.plan import Plan, Step, free_names, nbgrader_info
+from course_utils.tools.grading.plan import Plan, Step, free_names, nbgrader_info
 
 
 def python_source(source: str) -> str | None:

@@ -9,7 +9,7 @@ from the coordinating process, so that nothing a submission does can stop the ba
   tried once more on a fresh worker, then recorded ``internal_error``.
 
 Workers are started with ``spawn`` (a fresh interpreter: nothing of the coordinating process
-is inherited) and send back the :class:`~course_utils.grading.submission.Result`, which is
+is inherited) and send back the :class:`~course_utils.tools.grading.submission.Result`, which is
 data computed by the trusted grader, never an object built by a student's code.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from course_utils.grading import submission as submissions
+from course_utils.tools.grading import submission as submissions
 
 #: Seconds between two looks at the workers when none has finished.
 POLL = 1.0

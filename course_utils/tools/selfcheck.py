@@ -86,7 +86,7 @@ def execute(path: Path, cell_timeout: float = CELL_TIMEOUT) -> nbformat.Notebook
     """
     from nbclient import NotebookClient
 
-    from course_utils.release import nbgrader_env
+    from course_utils.tools.paths import nbgrader_env
 
     path = Path(path)
     notebook = visible_tests_only(nbformat.read(path, as_version=4))
@@ -134,7 +134,7 @@ def score(notebook: nbformat.NotebookNode) -> list[Row]:
     """Steps 2 and 3: the graded cells of an executed notebook, scored as nbgrader does."""
     from nbgrader.utils import determine_grade
 
-    from course_utils.grading.plan import nbgrader_info
+    from course_utils.tools.grading.plan import nbgrader_info
 
     rows = []
     for cell in notebook.cells:
@@ -152,7 +152,7 @@ def score(notebook: nbformat.NotebookNode) -> list[Row]:
 
 def cell_errors(notebook: nbformat.NotebookNode) -> list[CellError]:
     """Step 4: the code cells, other than test cells, whose run ended in an error."""
-    from course_utils.grading.plan import nbgrader_info
+    from course_utils.tools.grading.plan import nbgrader_info
 
     found, number = [], 0
     for cell in notebook.cells:

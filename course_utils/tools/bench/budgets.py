@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from course_utils.bench.results import Metric, Report
 from course_utils.checks.vilt import COUNT_THRESHOLD
 from course_utils.data import QUESTION_TYPES
 from course_utils.metrics import format_metric
 from course_utils.speed import REFERENCE_SECONDS
+from course_utils.tools.bench.results import Metric, Report
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from course_utils.bench import budgets, calibrate, micro, notebooks, report
-from course_utils.bench.results import Report
-from course_utils.release import assignments
+from course_utils.tools.bench import budgets, calibrate, micro, notebooks, report
+from course_utils.tools.bench.results import Report
+from course_utils.tools.release import assignments
 
 
 @dataclass

@@ -12,5 +12,5 @@ Measured, not hoped (COURSE_SPEC §7). The command
    when a notebook fails or a budget or learning threshold of ``budgets`` is missed.
 
 ``command.main`` ties them together. This package's ``__init__`` imports nothing: the kernels
-import ``course_utils.bench.probe`` and nothing else of it.
+import ``course_utils.tools.bench.probe`` and nothing else of it.
 """

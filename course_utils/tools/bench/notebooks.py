@@ -11,13 +11,13 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from course_utils.bench.results import Metric, NotebookRun
 from course_utils.device import DEVICE_VARIABLE
 from course_utils.metrics import BENCH_VARIABLE, METRIC_MIMETYPE
-from course_utils.release import nbgrader_env
+from course_utils.tools.bench.results import Metric, NotebookRun
+from course_utils.tools.paths import nbgrader_env
 
 #: The last cell, run in the kernel once the notebook's cells are done (or one failed).
-PROBE_CELL = "from course_utils.bench.probe import kernel_figures\nprint(kernel_figures())"
+PROBE_CELL = "from course_utils.tools.bench.probe import kernel_figures\nprint(kernel_figures())"
 
 #: Per-cell time limit of a benchmark run: generous, a notebook's budget is checked afterwards.
 CELL_TIMEOUT_S = 1800
@@ -30,7 +30,7 @@ def kernel_environment(device: str) -> dict[str, str]:
       run unchanged on the device asked for; for "cpu" the GPUs are also hidden
       (CUDA_VISIBLE_DEVICES=""), for code that would look for one itself;
     - COURSE_BENCH=1, so that ``report_metric`` leaves machine-readable figures;
-    - this Python's bin folder first on PATH (``release.nbgrader_env``).
+    - this Python's bin folder first on PATH (``paths.nbgrader_env``).
     """
     env = nbgrader_env()
     env[DEVICE_VARIABLE] = device
@@ -132,7 +132,7 @@ def assignment_notebook(root: Path, name: str) -> Path:
     """``root/solutions/name/name.ipynb``; FileNotFoundError naming the choices if absent."""
     path = Path(root) / "solutions" / name / f"{name}.ipynb"
     if not path.is_file():
-        from course_utils.release import assignments
+        from course_utils.tools.release import assignments
 
         raise FileNotFoundError(f"no solution notebook {path}; the assignments are: "
                                 f"{', '.join(assignments(root))}")

@@ -42,11 +42,11 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import plan as plans
-from course_utils.grading import submission as submissions
-from course_utils.grading.pool import run_jobs
-from course_utils.grading.record import Recorder, notebook_digest
-from course_utils.grading.sandbox import GiB, Limits, Sandbox, SandboxUnavailable
+from course_utils.tools.grading import plan as plans
+from course_utils.tools.grading import submission as submissions
+from course_utils.tools.grading.pool import run_jobs
+from course_utils.tools.grading.record import Recorder, notebook_digest
+from course_utils.tools.grading.sandbox import GiB, Limits, Sandbox, SandboxUnavailable
 
 PREFLIGHT = "__solution__"
 
@@ -154,7 +154,7 @@ def course_assignments(course: Path) -> list[str]:
 def prepare_assignment(course: Path, name: str, workspace: Path) -> tuple[Path, str]:
     """Register ``name`` in the gradebook; return its release notebook and a snapshot URL of
     the gradebook (read by the workers while the main process writes the real one)."""
-    from course_utils.grading.nbgrader import nbgrader
+    from course_utils.tools.grading.nbgrader import nbgrader
 
     release = workspace / "release"
     nbgrader(course, "generate_assignment", name, "--force", "--log-level=WARN",
@@ -242,10 +242,10 @@ def config_cell_timeout(course: Path) -> float:
 
 
 def main(options: Options) -> int:
-    from course_utils import release
+    from course_utils.tools.paths import repository_root
 
     out = sys.stdout
-    course = Path(options.course).resolve() if options.course else release.repository_root()
+    course = Path(options.course).resolve() if options.course else repository_root()
     known = course_assignments(course)
     wanted = options.assignments or None
     unknown = [a for a in wanted or [] if a not in known]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.grading.safefile import UnsafeFile, read_regular
+from course_utils.tools.grading.safefile import UnsafeFile, read_regular
 
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000

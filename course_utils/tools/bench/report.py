@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from course_utils.bench.budgets import BUDGETS, REFERENCE, THRESHOLDS, speed
-from course_utils.bench.results import Report
 from course_utils.metrics import format_metric
+from course_utils.tools.bench.budgets import BUDGETS, REFERENCE, THRESHOLDS, speed
+from course_utils.tools.bench.results import Report
 
 
 def machine(device: str) -> dict[str, Any]:

@@ -117,10 +117,10 @@ def check_training() -> str:
 
 
 def check_speed() -> str:
-    """A short calibration (``course_utils.bench.calibrate``): how long each notebook should
+    """A short calibration (``course_utils.tools.bench.calibrate``): how long each notebook should
     take to run on this machine's CPU, scaled from the reference machine's run."""
-    from course_utils.bench.budgets import REFERENCE, speed
-    from course_utils.bench.calibrate import calibrate
+    from course_utils.tools.bench.budgets import REFERENCE, speed
+    from course_utils.tools.bench.calibrate import calibrate
 
     calibration = calibrate(repeats=2)
     factor = speed(calibration)

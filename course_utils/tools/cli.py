@@ -103,15 +103,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "doctor":
-        from course_utils import doctor
+        from course_utils.tools import doctor
 
         return doctor.main()
     if args.command == "check":
-        from course_utils import selfcheck
+        from course_utils.tools import selfcheck
 
         return selfcheck.main(args.notebook, args.cell_timeout)
     if args.command == "grade":
-        from course_utils.grading import batch
+        from course_utils.tools.grading import batch
 
         return batch.main(batch.Options(
             submissions=args.submissions, assignments=args.assignments, jobs=args.jobs,
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume, grading_timeout=args.grading_timeout,
             timestamp_tolerance=args.timestamp_tolerance))
 
-    from course_utils import release
+    from course_utils.tools import paths, release
 
-    root = release.repository_root()
+    root = paths.repository_root()
     if args.command == "release":
         if args.check:
             problems = release.stale(root, args.names or None)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(changed)} notebook(s) changed" if changed else "all notebooks up to date")
         return 0
     if args.command in ("bench", "benchmark"):
-        from course_utils.bench import command
+        from course_utils.tools.bench import command
 
         return command.main(command.Options(
             root=root, names=args.names or None, device=args.device, check=args.check,

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from course_utils.bench.results import MicroResult
-from course_utils.solutions import load_solution
+from course_utils.tools.bench.results import MicroResult
+from course_utils.tools.solutions import load_solution
 
 #: Where the from-scratch functions come from: budget key -> (assignment, function name).
 SOURCES = {

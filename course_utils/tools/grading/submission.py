@@ -47,12 +47,12 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import plan as plans
-from course_utils.grading import recheck as rechecks
-from course_utils.grading import replay, sanitize
-from course_utils.grading.execute import error_output, execute
-from course_utils.grading.safefile import UnsafeFile, copy_regular
-from course_utils.grading.sandbox import Jail, Limits, Sandbox
+from course_utils.tools.grading import plan as plans
+from course_utils.tools.grading import recheck as rechecks
+from course_utils.tools.grading import replay, sanitize
+from course_utils.tools.grading.execute import error_output, execute
+from course_utils.tools.grading.safefile import UnsafeFile, copy_regular
+from course_utils.tools.grading.sandbox import Jail, Limits, Sandbox
 
 KILL_REASONS = ("timeout", "memory_limit", "process_limit", "output_limit", "disk_limit")
 
@@ -129,7 +129,7 @@ _ASSIGNMENTS: dict[str, tuple] = {}
 def sandbox(settings: Settings) -> Sandbox:
     global _SANDBOX
     if _SANDBOX is None:
-        from course_utils.grading.sandbox import find_bwrap
+        from course_utils.tools.grading.sandbox import find_bwrap
 
         bwrap = None if settings.unsafe else find_bwrap()
         _SANDBOX = Sandbox(bwrap, gpu=settings.gpu, threads=settings.threads,

@@ -1,7 +1,7 @@
 """The re-check runner: the student's side of every check call, in a fresh sandboxed process.
 
 Started by ``recheck.py`` inside the submission's jail as
-``python -s /opt/course/course_utils/grading/runner.py EXCHANGE``. It reads
+``python -s /opt/course/course_utils/tools/grading/runner.py EXCHANGE``. It reads
 ``EXCHANGE/program.json`` and replays, in notebook order, the instructor's locked cells, the
 student's exercise cells and the student's own cells they need (``replay.py``) in an IPython
 shell; at each test cell it answers the cell's
@@ -39,10 +39,11 @@ def main() -> None:
     mark("start -")
     from traitlets.config import Config
 
-    from course_utils.checks.core import Case, Check, QualityCheck
+    from course_utils.checks.case import Case
+    from course_utils.checks.core import Check, QualityCheck
     from course_utils.checks.failure import CheckFailure
-    from course_utils.grading import exchange
-    from course_utils.grading.plan import resolve
+    from course_utils.tools.grading import exchange
+    from course_utils.tools.grading.plan import resolve
 
     run_check, run_quality = Check.run_student, QualityCheck.run_student
     write, read = exchange.write, exchange.read

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from course_utils.bench.calibrate import Calibration
+from course_utils.tools.bench.calibrate import Calibration
 
 
 @dataclass

@@ -140,7 +140,7 @@ class Sandbox:
         self.gpu = gpu
         self.threads = max(1, int(threads))
         self.as_root = os.geteuid() == 0
-        self.package = Path(__file__).resolve().parents[1]  # course_utils/
+        self.package = Path(__file__).resolve().parents[2]  # course_utils/
         checkout = self.package.parent  # a repository when course_utils is installed editable
         self.private = [Path(p).resolve() for p in private]
         if any((checkout / marker).exists() for marker in ("solutions", ".git", "pyproject.toml")):
@@ -543,7 +543,7 @@ class Jail:
                              "gid": self.gid if self.separate_user else None,
                              "allow_root": not self.sandbox.safe})
         if not self.sandbox.safe:  # --unsafe: limits and a user of its own, nothing more
-            launcher = str(self.sandbox.package / "grading" / "launch.py")
+            launcher = str(self.sandbox.package / "tools" / "grading" / "launch.py")
             return [*launch, launcher, config, "--", *argv]
         sandbox = self.sandbox
         args = [sandbox.bwrap, "--die-with-parent", "--new-session", "--unshare-pid",
@@ -585,7 +585,7 @@ class Jail:
         args += ["--chdir", self.inside_work, "--clearenv"]
         for key, value in self.environment(self._extra_env).items():
             args += ["--setenv", key, value]
-        launcher = f"{PACKAGE_ROOT}/course_utils/grading/launch.py"
+        launcher = f"{PACKAGE_ROOT}/course_utils/tools/grading/launch.py"
         return [*args, "--", *launch, launcher, config, "--", *argv]
 
     def unsafe_env(self, home: Path | None = None) -> dict[str, str]:

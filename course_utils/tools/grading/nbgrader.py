@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils.release import nbgrader_env
+from course_utils.tools.paths import nbgrader_env
 
 
 class NbgraderError(RuntimeError):

@@ -16,7 +16,6 @@ when a committed notebook differs from what its source makes.
 from __future__ import annotations
 
 import filecmp
-import os
 import shutil
 import subprocess
 import sys
@@ -25,20 +24,10 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.tools.paths import nbgrader_env
+
 #: Notebook-level metadata kept in the generated notebooks (the rest is editor state).
 KEEP_METADATA = ("kernelspec", "language_info", "colab")
-
-
-def repository_root() -> Path:
-    """The course folder: the one holding ``nbgrader_config.py`` (searched from the cwd up)."""
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir():
-            return folder
-    raise FileNotFoundError(
-        "no course folder here: run this from the repository (the folder with "
-        "nbgrader_config.py and solutions/)"
-    )
 
 
 def assignments(root: Path) -> list[str]:
@@ -71,14 +60,6 @@ def write_notebook(notebook: nbformat.NotebookNode, path: Path) -> bool:
         return False
     path.write_text(text, encoding="utf-8")
     return True
-
-
-def nbgrader_env() -> dict[str, str]:
-    """The environment for nbgrader: this Python's bin folder first on PATH (nbgrader calls
-    ``alembic`` by name when it creates a gradebook)."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
 
 
 def generate_student_notebook(root: Path, name: str) -> None:

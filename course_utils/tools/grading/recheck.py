@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from course_utils.grading import exchange
-from course_utils.grading.plan import Call, Plan, Step, resolve
-from course_utils.grading.safefile import UnsafeFile, copy_regular, read_regular
-from course_utils.grading.sandbox import DATA_ROOT, PACKAGE_ROOT, Jail, Watchdog
+from course_utils.tools.grading import exchange
+from course_utils.tools.grading.plan import Call, Plan, Step, resolve
+from course_utils.tools.grading.safefile import UnsafeFile, copy_regular, read_regular
+from course_utils.tools.grading.sandbox import DATA_ROOT, PACKAGE_ROOT, Jail, Watchdog
 
 #: Longest failure message kept from the student's side.
 MAX_MESSAGE = 1500
@@ -220,9 +220,9 @@ def _run_once(jail: Jail, folder: Path, work: Path, home: Path, deadline: float,
               unit_timeout: float) -> Attempt:
     sandbox = jail.sandbox
     if sandbox.safe:
-        script = f"{PACKAGE_ROOT}/course_utils/grading/runner.py"
+        script = f"{PACKAGE_ROOT}/course_utils/tools/grading/runner.py"
     else:
-        script = str(sandbox.package / "grading" / "runner.py")
+        script = str(sandbox.package / "tools" / "grading" / "runner.py")
     command = jail.command([sandbox.python, "-s", script, str(folder)], work=work, home=home,
                            exchange=folder, cpu_time=max(1.0, deadline - time.monotonic()) + 30,
                            environment={"MPLBACKEND": "Agg"})  # no display: draw nothing

@@ -1,6 +1,6 @@
 """The first program run inside a sandbox: limits, privileges, then the real command.
 
-Usage (built by ``course_utils.grading.sandbox``; never run by hand)::
+Usage (built by ``course_utils.tools.grading.sandbox``; never run by hand)::
 
     python -I -S launch.py '{"rlimits": {...}, "uid": 1234, "gid": 1234}' -- COMMAND ...
 

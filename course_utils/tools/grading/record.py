@@ -28,9 +28,9 @@ from typing import Any
 
 import nbformat
 
-from course_utils.grading import inert
-from course_utils.grading import submission as submissions
-from course_utils.grading.safefile import read_regular
+from course_utils.tools.grading import inert
+from course_utils.tools.grading import submission as submissions
+from course_utils.tools.grading.safefile import read_regular
 
 
 def _utc(seconds: float | None) -> str | None:

@@ -36,8 +36,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from course_utils.grading.safefile import read_regular
-from course_utils.grading.sandbox import Jail, Watchdog
+from course_utils.tools.grading.safefile import read_regular
+from course_utils.tools.grading.sandbox import Jail, Watchdog
 
 #: Largest single message the kernel may send (the socket drops bigger ones).
 MAX_MESSAGE = 64 << 20
@@ -83,7 +83,7 @@ def kernel_manager(jail: Jail, cpu_time: float | None) -> JailedKernelManager:
         argv=[jail.sandbox.python, "-s", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         display_name="Python 3 (graded)", language="python", interrupt_mode="message",
         env={}, metadata={})
-    manager.client_class = "course_utils.grading.execute.LimitedKernelClient"
+    manager.client_class = "course_utils.tools.grading.execute.LimitedKernelClient"
     manager.transport = "ipc"
     manager.cache_ports = False
     manager.connection_file = str(jail.run / "kernel.json")

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading.plan import BEGIN_HIDDEN, END_HIDDEN, nbgrader_info
-from course_utils.grading.safefile import UnsafeFile, read_regular
+from course_utils.tools.grading.plan import BEGIN_HIDDEN, END_HIDDEN, nbgrader_info
+from course_utils.tools.grading.safefile import UnsafeFile, read_regular
 
 #: The largest notebook file read (a notebook of outputs-free code is a few hundred kB).
 MAX_NOTEBOOK_BYTES = 64 << 20
