@@ -1,15 +1,17 @@
 """course_utils: the shared helpers of *Multimodal from Scratch*.
 
-Submodules (import what a notebook needs):
+What a notebook imports (``pip install -e .`` brings what these need, and nothing more):
 
 - ``course_utils.data``      the Shapes world: scenes, images, captions, questions, vocabulary
-- ``course_utils.plotting``  image grids, patch grids, heat maps, attention, loss curves
-- ``course_utils.checks``    the autograded checks, one module per notebook
-- ``course_utils.training``  the small training loop the notebooks share
 - ``course_utils.blocks``    reference building blocks later notebooks import
+- ``course_utils.checks``    the autograded checks, a package per notebook, a file per exercise
+- ``course_utils.plotting``  image grids, patch grids, heat maps, attention, loss curves
+- ``course_utils.training``  the small training loop the notebooks share (``speed``: its timing)
+- ``course_utils.device``, ``course_utils.metrics``  the device, seeding, reported figures
 
-``python -m course_utils`` is the command line (``release``, ``doctor``, ``check``, ``bench``,
-``grade``).
+What maintainers and instructors run lives apart, in ``course_utils.tools`` (release, doctor,
+check, bench, grade; its dependencies come with the ``instructor`` extra); ``python -m
+course_utils`` is its command line. Tooling imports the modules above, never the reverse.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from course_utils import data
 from course_utils.blocks import transformer as blocks
 from course_utils.checks import CheckFailure
 from course_utils.checks import clip as checks
+from course_utils.checks.clip.recall_at_k import _check_recall_inputs
 from tests.notebook_code import load_solution, rejects, solution_notebook
 
 EXERCISES = ["tokenize", "TextTransformer", "MiniCLIP", "build_zero_shot_classifier",
@@ -176,8 +177,8 @@ def test_text_transformer_rejects_wrong_names_dtypes_and_devices(solution):
     base = solution["TextTransformer"]
 
     class Renamed(base):
-        def __init__(self, *args):
-            super().__init__(*args)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
             self.final_norm = self.norm
             del self.norm
 
@@ -185,7 +186,8 @@ def test_text_transformer_rejects_wrong_names_dtypes_and_devices(solution):
             self.norm = self.final_norm
             return super().forward(tokens)
 
-    rejects(checks.TextTransformer, Renamed, "not named as the exercise asks", "final_norm")
+    rejects(checks.TextTransformer, Renamed, "raised WrongParameters",
+            "must have the names the exercise's docstring gives", "final_norm")
 
     class Doubled(base):
         def forward(self, tokens):
@@ -266,7 +268,8 @@ def test_mini_clip_needs_the_open_clip_call_convention(solution):
             del self.image_projection
             self.image_proj = nn.Linear(image_width, embed_dim, bias=False)
 
-    rejects(checks.MiniCLIP, LinearProjections, "not named as the exercise asks")
+    rejects(checks.MiniCLIP, LinearProjections, "raised WrongParameters",
+            "must have the names the exercise's docstring gives", "image_proj.weight")
 
 
 # --- build_zero_shot_classifier -----------------------------------------------------------------
@@ -408,7 +411,7 @@ def test_recall_rejects_common_mistakes(solution):
 
 def test_recall_counts_ties_in_the_pairs_favour():
     def topk_recall(image_features, text_features, k):  # ties broken by index, not in favour
-        checks._check_recall_inputs(image_features, text_features, k)
+        _check_recall_inputs(image_features, text_features, k)
         similarity = image_features @ text_features.T
         n = len(similarity)
         found = torch.arange(n, device=similarity.device)[:, None]
@@ -548,7 +551,7 @@ def test_pretrained_section_skips_with_one_sentence_when_offline(monkeypatch, ca
     _offline(monkeypatch)
     namespace: dict = {}
     start = time.perf_counter()
-    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)  # noqa: S102
+    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
     assert time.perf_counter() - start < 3
     captured = capsys.readouterr()
     assert captured.out.strip() == SKIP_SENTENCE
@@ -559,7 +562,7 @@ def test_pretrained_section_skips_with_one_sentence_when_offline(monkeypatch, ca
 def test_the_network_probe_gives_up_after_its_timeout(monkeypatch):
     namespace: dict = {}
     _offline(monkeypatch)
-    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)  # noqa: S102
+    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
     network_available = namespace["network_available"]
 
     def hang(*args, **kwargs):  # a DNS lookup that answers long after the probe gave up
@@ -620,9 +623,9 @@ def test_pretrained_section_runs_where_the_network_is_reachable(solution, monkey
                      templates=list(data.PROMPT_TEMPLATES),
                      test_objects=data.ShapesClassification("test", size=24, hold_out=True),
                      compositional=data.ShapesClassification("compositional", size=12))
-    exec(compile(_cell("def same_kind_scenes"), "<counting helpers>", "exec"), namespace)  # noqa: S102
+    exec(compile(_cell("def same_kind_scenes"), "<counting helpers>", "exec"), namespace)
     capsys.readouterr()
-    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)  # noqa: S102
+    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "pretrained ViT-B/32, zero-shot on 12 seen pairs",

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from course_utils.checks import CheckFailure
 from course_utils.checks import contrastive as checks
+from course_utils.checks.contrastive.batch_hard_triplet_loss import _reference_batch_hard
+from course_utils.checks.contrastive.clip_loss import _reference_clip_loss
 from tests.notebook_code import load_solution
 
 solution = load_solution("03_similarity_contrastive")
@@ -332,13 +334,13 @@ def test_the_references_agree_with_the_libraries_and_the_brute_force_loop():
     embeddings = torch.randn(15, 4, generator=generator, dtype=torch.float64)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 4, 5, 6, 6])
     for margin in (0.0, 0.2, 1.0):
-        torch.testing.assert_close(checks._reference_batch_hard(embeddings, labels, margin),
+        torch.testing.assert_close(_reference_batch_hard(embeddings, labels, margin),
                                    batch_hard_via_cdist(embeddings, labels, margin))
     # clip_loss by hand: two pairs, scale 2
     i = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     logits = 2 * i @ i.T
     expected = -logits.log_softmax(1).diagonal().mean()
-    torch.testing.assert_close(checks._reference_clip_loss(i, i, 2.0), expected)
+    torch.testing.assert_close(_reference_clip_loss(i, i, 2.0), expected)
 
 
 def test_every_case_of_each_check_is_distinct_and_named():

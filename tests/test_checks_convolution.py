@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.checks import convolution as checks
+from course_utils.checks.convolution.conv2d import _unpermuted_patches
+from course_utils.checks.convolution.conv_output_size import _reference_conv_output_size
+from course_utils.checks.convolution.sobel_edges import _reference_sobel_edges
 from course_utils.checks.forbid import resolve
 from course_utils.data import ShapesClassification
 from tests.notebook_code import load_solution, rejects
@@ -84,11 +87,11 @@ def test_the_references_agree_with_torch():
                         continue
                     shape = F.conv2d(torch.zeros(1, 1, size, 1), torch.zeros(1, 1, kernel, 1),
                                      stride=(stride, 1), padding=(padding, 0)).shape
-                    expected = checks._reference_conv_output_size(size, kernel, stride, padding)
+                    expected = _reference_conv_output_size(size, kernel, stride, padding)
                     assert shape[2] == expected
     step = torch.zeros(1, 1, 5, 7)
     step[..., 3:] = 1.0
-    assert checks._reference_sobel_edges(step)[0, 0, 2].tolist() == [0, 0, 4, 4, 0, 0, 0]
+    assert _reference_sobel_edges(step)[0, 0, 2].tolist() == [0, 0, 4, 4, 0, 0, 0]
 
 
 # --- conv_output_size -------------------------------------------------------------------------
@@ -182,7 +185,7 @@ IM2COL_MISTAKES = {
                                           right_output),
         "mixed the channel and kernel-position order"),
     "patches reshaped without a permute": (
-        lambda x, w, b, s, p: checks._unpermuted_patches(x, w, b, s, p),
+        lambda x, w, b, s, p: _unpermuted_patches(x, w, b, s, p),
         "reshaped without a permute"),
     "output reshaped without a transpose": (
         lambda x, w, b, s, p: im2col_with(

@@ -14,6 +14,8 @@ from course_utils import data
 from course_utils.blocks.unet import UNet
 from course_utils.checks import CheckFailure
 from course_utils.checks import diffusion as checks
+from course_utils.checks.diffusion._stub import StubDenoiser
+from course_utils.checks.diffusion.sample import _reference_sample, _run_sample
 from tests.notebook_code import load_solution
 
 
@@ -289,7 +291,7 @@ def test_the_loss_check_is_deterministic_and_leaves_the_random_state_alone(solut
 def test_guidance_really_changes_the_reference(solution):
     """Scale 1 and a larger scale differ; scale 0 is the unconditional model alone."""
     case = checks.sample.cases(torch.Generator().manual_seed(0), False)[0]
-    run = functools.partial(checks._run_sample, checks._reference_sample)
+    run = functools.partial(_run_sample, _reference_sample)
     outputs = {}
     for scale in (0.0, 1.0, 3.0):
         case.inputs["guidance_scale"] = scale
@@ -303,12 +305,12 @@ def test_guidance_really_changes_the_reference(solution):
     # and the solution agrees on all three
     for scale in (0.0, 1.0, 3.0):
         case.inputs["guidance_scale"] = scale
-        student = checks._run_sample(solution["sample"], case)["output"]
+        student = _run_sample(solution["sample"], case)["output"]
         torch.testing.assert_close(student, outputs[scale], rtol=1e-4, atol=1e-4)
 
 
 def test_sample_is_reproducible_with_a_seed(solution):
-    model = checks._StubDenoiser((3, 4, 4), torch.randn(3, 4, 4), torch.randn(4) / 10, 10)
+    model = StubDenoiser((3, 4, 4), torch.randn(3, 4, 4), torch.randn(4) / 10, 10)
     cond = torch.randint(1, 9, (2, 4))
     betas = solution["cosine_beta_schedule"](10)
     runs = [solution["sample"](model, cond, betas, 2.0, torch.Generator().manual_seed(s))
@@ -544,12 +546,12 @@ def test_the_network_probe_sees_a_local_server(solution):
 def test_golden_numbers_of_a_seeded_chain(solution):
     """diffusers' full-loop style: a seeded chain on a fixed stub model, its sum and mean
     (and the reference agrees)."""
-    model = checks._StubDenoiser((3, 4, 4), torch.linspace(-1, 1, 48).view(3, 4, 4),
-                                 torch.full((4,), 0.1), 20)
+    model = StubDenoiser((3, 4, 4), torch.linspace(-1, 1, 48).view(3, 4, 4),
+                         torch.full((4,), 0.1), 20)
     cond = torch.tensor([[5, 7, 0, 0], [9, 0, 0, 0]])
     betas = solution["cosine_beta_schedule"](20)
     out = solution["sample"](model, cond, betas, 2.0, torch.Generator().manual_seed(0))
     assert math.isclose(float(out.sum()), -3.2044, abs_tol=1e-3)
     assert math.isclose(float(out.mean()), -0.033380, abs_tol=1e-5)
-    expected = checks._reference_sample(model, cond, betas, 2.0, torch.Generator().manual_seed(0))
+    expected = _reference_sample(model, cond, betas, 2.0, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)

@@ -41,7 +41,7 @@ def test_rejects_each_known_mistake_with_its_hint(name, index):
     assert mistake.hint in str(failure.value), str(failure.value)
 
 
-def test_every_mistake_named_in_the_issue_is_recognised():
+def test_every_known_mistake_of_the_exercises_is_recognised():
     hints = {name: " ".join(m.hint for m in getattr(checks, name).mistakes) for name in EXERCISES}
     assert "special tokens" in hints["mask_tokens"]  # specials masked
     assert "wherever nothing was masked" in hints["mask_tokens"]  # labels everywhere
@@ -130,8 +130,9 @@ WRONG = {
         "mask as 0/1 integers": (subclass(Embeddings, lambda self, i, t: (
             Embeddings.forward(self, i, t)[0], Embeddings.forward(self, i, t)[1].long())),
             "dtype torch.int64"),
-        "parameters renamed": (Renamed, "names the docstring gives; missing: "
-                                        "type_embedding.weight"),
+        "parameters renamed": (Renamed, "names the exercise's docstring gives, so that the "
+                                        "check can load the same weights into yours and into "
+                                        "the reference; missing: type_embedding.weight"),
         "accepts long texts": (subclass(Embeddings, lambda self, i, t: Embeddings.forward(
             self, i, t[:, :self.max_text_len])), "expected it to raise ValueError"),
     },
@@ -186,6 +187,49 @@ def test_rejects_other_wrong_answers(name, wrong):
     with pytest.raises(CheckFailure) as failure:
         getattr(checks, name)(implementation, hidden=True)
     assert reason in str(failure.value), str(failure.value)
+
+
+def misnamed(base: type[nn.Module], old: str, new: str) -> type[nn.Module]:
+    """``base`` with its submodule ``old`` registered as ``new``: right in every value, wrong in
+    the names of that submodule's parameters (its forward still finds it as ``old``)."""
+
+    class Misnamed(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._modules[new] = self._modules.pop(old)
+
+        def __getattr__(self, name):
+            return super().__getattr__(new if name == old else name)
+
+    Misnamed.__name__ = f"Misnamed{base.__name__}"
+    return Misnamed
+
+
+#: exercise -> (a submodule of the solution, the wrong name it is registered under)
+MISNAMED = {"ViLTEmbeddings": ("type_embedding", "modality_embedding"),
+            "ViLT": ("norm", "final_norm"), "ITMHead": ("fc", "classifier"),
+            "MLMHead": ("decoder", "output"), "VQAHead": ("fc2", "classifier")}
+
+
+@pytest.mark.parametrize("name", MISNAMED)
+def test_rejects_a_misnamed_parameter_on_every_case(name):
+    """A module whose parameters are misnamed fails, saying which, on every case: also on the
+    cases that must raise ValueError, where a ValueError about the names must not count as the
+    refusal of the bad input."""
+    old, new = MISNAMED[name]
+    check, implementation = getattr(checks, name), misnamed(solution[name], old, new)
+    which = [f"missing: {old}.", f"unexpected: {new}."]
+    with pytest.raises(CheckFailure) as failure:
+        check(implementation, hidden=True)
+    assert all(part in str(failure.value) for part in which), str(failure.value)
+    raising = [case for case in check.all_cases(hidden=True) if case.raises is ValueError]
+    assert raising or name == "ViLT"  # ViLT has no case that must raise
+    for case in raising:
+        expected = check.run_reference(case)
+        with pytest.raises(CheckFailure) as failure:
+            check.compare(case, check.run_student(implementation, case), expected)
+        assert "WrongParameters" in str(failure.value), str(failure.value)
+        assert all(part in str(failure.value) for part in which), str(failure.value)
 
 
 def test_not_implemented_says_what_to_do():

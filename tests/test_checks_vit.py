@@ -28,7 +28,7 @@ CHECKS = {
     "scaled_dot_product_attention": (checks.scaled_dot_product_attention, attention),
     "MultiHeadSelfAttention": (checks.MultiHeadSelfAttention, MultiHeadSelfAttention),
     "TransformerBlock": (checks.TransformerBlock, TransformerBlock),
-    "vit_architecture": (checks.vit_architecture, VisionTransformer),
+    "VisionTransformer": (checks.VisionTransformer, VisionTransformer),
 }
 
 
@@ -189,7 +189,7 @@ class BufferPositions(PatchEmbedding):  # position embedding not learned (a buff
     (NoSizeCheck, "expected it to raise ValueError"),
     (RenamedParameters, "has no parameter `proj.weight`"),
     (BufferPositions, "has no parameter `pos_embedding`"),
-    (lambda *a: course_utils.blocks.PatchEmbedding(*a), "course_utils.blocks.PatchEmbedding"),
+    (lambda **a: course_utils.blocks.PatchEmbedding(**a), "course_utils.blocks.PatchEmbedding"),
 ])
 def test_patch_embedding_rejects(wrong, expected):
     rejects(checks.PatchEmbedding, wrong, expected)
@@ -448,19 +448,32 @@ class SharedBlock(VisionTransformer):  # one block applied depth times
     (NoFinalNorm, "final LayerNorm"),
     (LastToken, "classifies the last token"),
     (SharedBlock, "wrong values"),
-    (lambda *a: course_utils.blocks.VisionTransformer(*a), "course_utils.blocks.VisionTransformer"),
+    (lambda **a: course_utils.blocks.VisionTransformer(**a),
+     "course_utils.blocks.VisionTransformer"),
 ])
 def test_vit_architecture_rejects(wrong, expected):
-    rejects(checks.vit_architecture, wrong, expected)
+    rejects(checks.VisionTransformer, wrong, expected)
 
 
-# --- VisionTransformer: the quality check of a trained model -------------------------------------
+def test_vit_architecture_is_the_old_name_of_the_architecture_check():
+    assert checks.vit_architecture is checks.VisionTransformer
+
+
+def test_the_architecture_check_given_a_trained_model_says_to_pass_the_class():
+    # notebooks before the rename called checks.VisionTransformer(model) on the trained model
+    model = course_utils.blocks.VisionTransformer(image_size=8, patch_size=4, in_channels=3,
+                                                  dim=8, depth=1, num_heads=2, num_classes=5)
+    with pytest.raises(CheckFailure, match=r"pass the class itself.*quality check"):
+        checks.VisionTransformer(model)
+
+
+# --- vit_quality: the quality check of a trained model -----------------------------------------
 
 
 def held_out_labels(seed: int, hidden: bool) -> dict[bytes, int]:
     """The answers to the check's own held-out images, for a model that knows them by heart."""
     generator = torch.Generator().manual_seed(seed)
-    (case,) = checks.VisionTransformer.cases(generator, hidden)
+    (case,) = checks.vit_quality.cases(generator, hidden)
     return {image.numpy().tobytes(): int(label)
             for image, label in zip(case.inputs["images"], case.private["labels"], strict=True)}
 
@@ -481,8 +494,8 @@ class Memorised(nn.Module):
 
 
 def test_quality_check_accepts_a_model_that_is_right_on_its_images(capfd):
-    checks.VisionTransformer(Memorised(held_out_labels(0, False)))
-    checks.VisionTransformer(Memorised(held_out_labels(2026, True)), seed=2026, hidden=True)
+    checks.vit_quality(Memorised(held_out_labels(0, False)))
+    checks.vit_quality(Memorised(held_out_labels(2026, True)), seed=2026, hidden=True)
     captured = capfd.readouterr()
     assert captured.err == ""
     assert "✓ ViT held-out accuracy: 100.0 % (at least 95.0 %): passed" in captured.out
@@ -492,7 +505,7 @@ def test_quality_check_makes_new_images_for_the_hidden_test():
     visible, hidden = held_out_labels(0, False), held_out_labels(2026, True)
     assert len(hidden) > len(visible) and not set(visible) & set(hidden)
     with pytest.raises(CheckFailure, match="needs at least 95.0 %"):
-        checks.VisionTransformer(Memorised(visible), seed=2026, hidden=True)
+        checks.vit_quality(Memorised(visible), seed=2026, hidden=True)
 
 
 @pytest.mark.parametrize("model, expected", [
@@ -505,7 +518,7 @@ def test_quality_check_makes_new_images_for_the_hidden_test():
     (lambda: VisionTransformer(32, 4, 3, 16, 1, 2, 15), "needs at least 95.0 %"),  # untrained
 ])
 def test_quality_check_fails_a_bad_model(model, expected):
-    rejects(checks.VisionTransformer, model(), expected)
+    rejects(checks.vit_quality, model(), expected)
 
 
 def test_quality_check_fails_a_model_that_swallows_a_forbidden_call():
@@ -520,7 +533,7 @@ def test_quality_check_fails_a_model_that_swallows_a_forbidden_call():
                 pass
             return super().forward(images)
 
-    rejects(checks.VisionTransformer, Sneaky(answers), "the model called")
+    rejects(checks.vit_quality, Sneaky(answers), "the model called")
 
 
 def test_quality_check_keeps_the_answers_private():
@@ -531,7 +544,7 @@ def test_quality_check_keeps_the_answers_private():
         return torch.zeros(len(images), 15)
 
     with pytest.raises(CheckFailure):
-        checks.VisionTransformer(spy)
+        checks.vit_quality(spy)
     assert seen and all(type(s) is torch.Tensor and s.shape[1:] == (3, 32, 32) for s in seen)
 
 
@@ -549,4 +562,4 @@ def test_a_cuda_input_needs_a_cuda_output():
 @pytest.mark.cuda
 def test_quality_check_runs_a_model_on_the_gpu():
     model = Memorised(held_out_labels(0, False)).cuda()
-    checks.VisionTransformer(model)
+    checks.vit_quality(model)

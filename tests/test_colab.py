@@ -280,14 +280,18 @@ def test_every_notebook_installs_with_the_same_code():
     assert len(set(code.values())) == 1, f"the set-up cells' install code differs: {code}"
 
 
-def test_what_the_set_up_cell_installs_besides_the_course_is_bounded_as_in_pyproject():
+def test_the_set_up_cell_installs_the_course_alone_and_is_a_few_lines():
+    """pip installs the course package with its declared dependencies (lower bounds only, so
+    that pip keeps Colab's torch): no pinned package and no ``--no-deps`` in the cell."""
     code = install_code(setup_cell(NAMES[0]))
-    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert len(code.splitlines()) <= 20, f"the install code grew to {len(code.splitlines())} lines"
     requirements = re.findall(r'"([A-Za-z0-9_.-]+[<>=!~][^"]*)"', code)
-    assert requirements, "the set-up cell names no requirement"
-    for requirement in requirements:
-        assert f'"{requirement}"' in pyproject, \
-            f"{requirement}: not among pyproject.toml's dependencies"
+    assert not requirements, f"the set-up cell pins {requirements}: pyproject.toml's job"
+    assert "--no-deps" not in code
+    assert f'git+{course_utils.REPOSITORY_URL}"' in code and '"course_utils @ "' in code
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(),
+                             re.S | re.M).group(1)
+    assert "<" not in dependencies, "upper bounds belong in constraints.txt"
 
 
 @pytest.mark.parametrize("name", [name for name in GPU_NOTEBOOKS if name in NAMES])

@@ -14,7 +14,7 @@ from course_utils.checks import welcome
 from course_utils.checks.failure import CheckFailure
 from course_utils.checks.runners import run_function
 from course_utils.tools.grading import exchange
-from course_utils.tools.grading.recheck import public
+from course_utils.tools.grading.reference import public
 
 
 def roundtrip(tmp_path, value, strict=True):

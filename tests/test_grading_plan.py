@@ -15,7 +15,7 @@ import torch
 from course_utils.checks.case import Case
 from course_utils.checks.core import QualityCheck
 from course_utils.tools.grading import plan, sanitize
-from course_utils.tools.grading.batch import discover, student_id
+from course_utils.tools.grading.course import discover, student_id
 from course_utils.tools.grading.nbgrader import make_course
 from tests.notebook_code import ROOT, solution_notebook
 
@@ -259,7 +259,7 @@ def test_submissions_are_found_in_nbgrader_layout_and_in_flat_folders(tmp_path):
 
 
 def test_flat_submissions_are_copied_into_the_course_but_links_are_not(tmp_path):
-    from course_utils.tools.grading.batch import Entry, copy_submission
+    from course_utils.tools.grading.course import Entry, copy_submission
 
     course, export = tmp_path / "course", tmp_path / "export"
     export.mkdir()
@@ -294,3 +294,15 @@ def test_an_assignment_whose_tests_cannot_be_rechecked_is_not_graded(tmp_path, m
     assert code == 2 and "99_bad: its test cells cannot be re-checked" in out
     assert "test cell test_sum, line 1: `assert 1 + 1 == 2` is not a check call" in out
     assert not (course / "gradebook.db").exists()  # nothing was recorded
+
+
+def test_a_check_name_resolves_to_the_check_not_to_its_file():
+    """A check package re-exports each check from a file that may bear its name
+    (``diffusion/q_sample.py`` defines ``q_sample``): the grader must find the check."""
+    from course_utils.checks.core import Check
+    from course_utils.tools.grading.plan import resolve
+
+    assert isinstance(resolve("course_utils.checks.diffusion.q_sample"), Check)
+    assert isinstance(resolve("course_utils.checks.welcome.to_chw_float"), Check)
+    with pytest.raises(ImportError, match="cannot import"):
+        resolve("course_utils.checks.no_such_notebook.check")

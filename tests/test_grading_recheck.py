@@ -17,7 +17,9 @@ from course_utils.checks import welcome
 from course_utils.checks.runners import run_function
 from course_utils.tools.grading import plan as plans
 from course_utils.tools.grading import recheck
-from course_utils.tools.grading.sandbox import Jail, Limits, Sandbox
+from course_utils.tools.grading.jail import Jail
+from course_utils.tools.grading.reference import Reference
+from course_utils.tools.grading.sandbox import Limits, Sandbox
 from tests.notebook_code import solution_notebook
 
 NAME = "00_welcome"
@@ -100,7 +102,7 @@ def unsafe_jail(tmp_path, monkeypatch):
 def run_recheck(jail, notebook, solutions, tmp_path, timeout=120):
     built = plans.build(notebook, "quality")
     assert built.problems == []
-    reference = recheck.Reference(built, tmp_path / "reference")
+    reference = Reference(built, tmp_path / "reference")
     jail.data = reference.folder
     tests = set(built.points)
     return recheck.run(jail, built, reference, solutions, tests, None,
@@ -129,7 +131,7 @@ def test_a_check_call_that_kills_the_runner_fails_alone(unsafe_jail, tmp_path):
     """The runner restarts after the step that killed it; the other tests are judged."""
     source = solution_notebook(NAME)
     built = plans.build(source, NAME)
-    reference = recheck.Reference(built, tmp_path / "reference")
+    reference = Reference(built, tmp_path / "reference")
     unsafe_jail.data = reference.folder
     solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
                  if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
@@ -148,7 +150,7 @@ def test_a_check_call_that_kills_the_runner_fails_alone(unsafe_jail, tmp_path):
 @pytest.fixture(scope="module")
 def welcome_reference(tmp_path_factory):
     built = plans.build(solution_notebook(NAME), NAME)
-    return built, recheck.Reference(built, tmp_path_factory.mktemp("reference"))
+    return built, Reference(built, tmp_path_factory.mktemp("reference"))
 
 
 def answer_with(implementation, reference, call_id):

@@ -42,7 +42,7 @@ def in_thread(function, timeout: float = 10.0):
     def run():
         try:
             outcome["value"] = function()
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             outcome["error"] = error
 
     thread = threading.Thread(target=run, daemon=True)

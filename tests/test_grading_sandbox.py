@@ -14,8 +14,10 @@ import time
 
 import pytest
 
+from course_utils.tools.grading import processes
 from course_utils.tools.grading import sandbox as sandboxes
-from course_utils.tools.grading.sandbox import Jail, Limits, Sandbox, Watchdog, find_bwrap
+from course_utils.tools.grading.jail import Jail, Watchdog
+from course_utils.tools.grading.sandbox import Limits, Sandbox, find_bwrap
 from tests.notebook_code import ROOT
 
 MiB = 1 << 20
@@ -118,7 +120,7 @@ while True:
     assert jail.killed == "process_limit"
     assert time.monotonic() - begin < 50
     if jail.separate_user:
-        assert sandboxes.user_processes(jail.uid) == []
+        assert processes.user_processes(jail.uid) == []
 
 
 def test_the_deadline_and_the_disk_limit_are_enforced_from_outside(jail):

@@ -110,6 +110,12 @@ class Check:
         if not callable(implementation):
             raise CheckFailure(self.exercise, f"expected a function or class, got "
                                               f"{describe(implementation)}")
+        if isinstance(self.reference, type) and isinstance(implementation, torch.nn.Module):
+            raise CheckFailure(self.exercise, f"expected the class, got a built "
+                                              f"{type(implementation).__name__}: pass the class "
+                                              f"itself, checks.{self.exercise}"
+                                              f"({self.exercise}); a trained model is graded by "
+                                              f"the notebook's quality check")
         try:
             # The check's own reference is refused, so that it cannot be handed in. Its known
             # mistakes are the check's own code and may build on it (tests hand each one in,
@@ -163,7 +169,7 @@ class Check:
             try:
                 with quiet():
                     self.run(mistake.implementation, case)
-            except Exception as theirs:  # noqa: BLE001 (the mistake's own error)
+            except Exception as theirs:
                 if type(theirs) is type(error) and str(theirs) == str(error):
                     return mistake.hint
         return None

@@ -1,7 +1,7 @@
 """Make library functions unavailable while a student's code runs.
 
 An exercise such as "write conv2d with im2col" is only honest if the student's code cannot
-call ``F.conv2d`` behind the check's back. ``Forbidden`` refuses a function at three levels:
+call ``F.conv2d`` behind the check's back. ``Forbidden`` refuses a function at four levels:
 
 1. torch's Python API (``torch.nn.functional.conv2d``, ``torch.conv2d``, ...), through a
    ``TorchFunctionMode``: this catches every alias, ``from ... import`` included;

@@ -136,9 +136,11 @@ def load_parameters(module: nn.Module, weights: Mapping[str, torch.Tensor]) -> N
     own = dict(module.named_parameters())
     missing, unexpected = sorted(set(weights) - set(own)), sorted(set(own) - set(weights))
     if missing or unexpected:
+        first = next((name for name in weights if name not in own), None)  # in module order
         raise WrongParameters(
-            f"{kind}'s parameters must have the names the exercise's docstring gives, so "
-            f"that the check can load the same weights into yours and into the reference"
+            (f"{kind} has no parameter `{first}`: its" if first else f"{kind}'s")
+            + " parameters must have the names the exercise's docstring gives, so "
+            "that the check can load the same weights into yours and into the reference"
             + (f"; missing: {', '.join(missing[:6])}" if missing else "")
             + (f"; unexpected: {', '.join(unexpected[:6])}" if unexpected else ""))
     with torch.no_grad():

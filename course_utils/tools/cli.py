@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run every solution notebook (or those named) in a fresh kernel, one at a "
                     "time, and time the from-scratch conv2d and attention against torch's; "
                     "print a markdown table of times, peak memory and learning figures, and "
-                    "write it as JSON. Budgets and thresholds: COURSE_SPEC §7.")
+                    "write it as JSON. Budgets: CONTRIBUTING.md.")
     bench.add_argument("names", nargs="*", help="assignments, e.g. 00_welcome (default: all)")
     bench.add_argument("--device", choices=["cpu", "cuda"],
                        help="where the notebooks run (default: cuda if there is one, else cpu)")

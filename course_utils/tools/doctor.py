@@ -19,20 +19,42 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-#: (import name, distribution name, what the course uses it for)
-PACKAGES = [
-    ("torch", "torch", "every notebook"),
-    ("torchvision", "torchvision", "references for the image exercises"),
-    ("numpy", "numpy", "the Shapes world"),
-    ("matplotlib", "matplotlib", "every picture"),
-    ("tqdm", "tqdm", "progress bars"),
-    ("open_clip", "open_clip_torch", "references of notebooks 03 and 04"),
-    ("diffusers", "diffusers", "references of notebook 06"),
-    ("nbgrader", "nbgrader", "validating and grading"),
-    ("jupytext", "jupytext", "building the notebooks from their sources"),
-]
+#: What the course uses each distribution for (shown when it is missing). The list of what to
+#: check is the package's own metadata (pyproject.toml), read by ``requirements``.
+PURPOSE = {
+    "torch": "every notebook",
+    "torchvision": "references for the image exercises",
+    "numpy": "the Shapes world",
+    "matplotlib": "every picture",
+    "tqdm": "progress bars",
+    "open_clip_torch": "references of notebooks 03 and 04",
+    "diffusers": "references of notebook 06",
+    "nbgrader": "validating and grading",
+    "jupytext": "building the notebooks from their sources",
+}
+#: Import names that differ from the distribution's.
+IMPORT_NAME = {"open_clip_torch": "open_clip", "pyzmq": "zmq", "ipython": "IPython"}
 
 INSTALL_HINT = 'reinstall the course: pip install -e ".[dev]" (see README.md, Quick start)'
+
+
+def requirements(extra: str | None = None) -> list[str]:
+    """The distributions ``course_utils`` requires (``extra=None``) or adds with an extra
+    ("instructor"), by name, from the installed package's metadata."""
+    wanted = f'extra == "{extra}"' if extra else None
+    names = []
+    try:
+        declared = metadata.requires("course_utils") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that pip never installed
+        raise SystemExit(f"course_utils is not installed in this Python: {INSTALL_HINT}") from None
+    for line in declared:
+        requirement, _, marker = line.partition(";")
+        in_extra = "extra ==" in marker
+        if (wanted is None and not in_extra) or (wanted and wanted in marker.replace("'", '"')):
+            name = re.match(r"[A-Za-z0-9_.-]+", requirement.strip()).group(0)
+            if name.lower() != "course_utils":
+                names.append(name)
+    return names
 
 
 class Problem(Exception):
@@ -219,7 +241,7 @@ def check_nbgrader_extension() -> str:
         return "nbgrader's JupyterLab extension: not needed without JupyterLab"
     try:
         installed, disabled = lab_extensions()
-    except Exception as error:  # noqa: BLE001 (a broken JupyterLab is a problem to report)
+    except Exception as error:
         raise Problem(f"cannot list JupyterLab's extensions ({type(error).__name__}: {error})",
                       LAB_HINT) from None
     if NBGRADER_LAB not in installed:
@@ -235,7 +257,13 @@ def check_nbgrader_extension() -> str:
 
 CHECKS: list[tuple[str, Callable[[], str], bool]] = [
     ("python", check_python, True),
-    *[(module, check_package(module, dist, why), True) for module, dist, why in PACKAGES],
+    *[(IMPORT_NAME.get(name, name), check_package(IMPORT_NAME.get(name, name), name,
+                                                  PURPOSE.get(name, "the course")), True)
+      for name in requirements()],
+    # The instructor's tooling (the "instructor" extra): only instructors need it, a warning.
+    *[(IMPORT_NAME.get(name, name), check_package(IMPORT_NAME.get(name, name), name,
+                                                  PURPOSE.get(name, "the instructor's tools")),
+       False) for name in requirements("instructor")],
     ("device", check_device, True),
     ("data", check_data, True),
     ("training", check_training, True),

@@ -84,23 +84,21 @@ def execute(path: Path, cell_timeout: float = CELL_TIMEOUT) -> nbformat.Notebook
     When the kernel dies (a crash, ``os._exit``) or stops answering, the cell it was running
     and every code cell after it get an error output, so their tests score 0.
     """
-    from nbclient import NotebookClient
-
+    from course_utils.tools.notebook_run import execute_cells, notebook_client
     from course_utils.tools.paths import nbgrader_env
 
     path = Path(path)
     notebook = visible_tests_only(nbformat.read(path, as_version=4))
-    client = NotebookClient(notebook, timeout=int(cell_timeout), interrupt_on_timeout=True,
-                            allow_errors=True, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
-    index = 0
+    client = notebook_client(notebook, folder=path.parent.resolve(),
+                             cell_timeout=int(cell_timeout), allow_errors=True)
     with tempfile.TemporaryFile() as kernel_log:  # the kernel's own chatter, not the cells'
         try:
             with client.setup_kernel(env=nbgrader_env(), stderr=kernel_log):
-                for index, cell in enumerate(notebook.cells):
-                    client.execute_cell(cell, index)
-                index = len(notebook.cells)
-        except Exception as error:  # noqa: BLE001 (the kernel died or never started)
+                failure = execute_cells(client, notebook)
+        except Exception as error:
+            failure = (0, error)
+        if failure is not None:  # the kernel died, stopped answering or never started
+            index, error = failure
             reason = f"{type(error).__name__}: {str(error).strip()[:300]}"
             for later, cell in enumerate(notebook.cells[index:], start=index):
                 if cell.cell_type == "code":

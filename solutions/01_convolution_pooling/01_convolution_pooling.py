@@ -49,6 +49,7 @@
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import importlib.util
+import subprocess
 import sys
 
 if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or the wrong kernel
@@ -57,21 +58,14 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
     if "google.colab" not in sys.modules:
         raise UsageError("This kernel cannot import course_utils: choose the course's kernel "
                          "(Kernel → Change Kernel…), or install the course into this one with "
-                         "`pip install -e \".[dev]\"` in the course folder.")
-    import subprocess
-
-    # On Colab, once per session. Colab has torch, torchvision, numpy and matplotlib, and pip
-    # must not replace them: add the two libraries the checks compare with where they are
-    # missing, then the course package alone (--no-deps).
-    print("Installing the course package (under a minute)…")
-    for args in (["open_clip_torch>=2.23", "diffusers>=0.25"],
-                 ["--no-deps", "git+https://github.com/multimodal-from-scratch/course"]):
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args],
-                             capture_output=True, text=True)
-        if pip.returncode != 0:
-            raise UsageError("Could not install the course package: check that this runtime is "
-                             "connected to the internet and runs Python 3 (Runtime → Change "
-                             "runtime type), then run this cell again.\n\n" + pip.stderr)
+                         "`pip install -e \".[lab]\"` in the course folder.")
+    print("Installing the course package (under a minute)…")  # pip leaves Colab's torch alone
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "course_utils @ "
+                          "git+https://github.com/multimodal-from-scratch/course"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise UsageError("Could not install the course package: check that this runtime is "
+                         "connected to the internet, then run this cell again.\n\n" + pip.stderr)
     importlib.invalidate_caches()
 
 import time

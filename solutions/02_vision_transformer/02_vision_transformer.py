@@ -45,6 +45,7 @@
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import importlib.util
+import subprocess
 import sys
 
 if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or the wrong kernel
@@ -53,21 +54,14 @@ if importlib.util.find_spec("course_utils") is None:  # first run on Colab, or t
     if "google.colab" not in sys.modules:
         raise UsageError("This kernel cannot import course_utils: choose the course's kernel "
                          "(Kernel → Change Kernel…), or install the course into this one with "
-                         "`pip install -e \".[dev]\"` in the course folder.")
-    import subprocess
-
-    # On Colab, once per session. Colab has torch, torchvision, numpy and matplotlib, and pip
-    # must not replace them: add the two libraries the checks compare with where they are
-    # missing, then the course package alone (--no-deps).
-    print("Installing the course package (under a minute)…")
-    for args in (["open_clip_torch>=2.23", "diffusers>=0.25"],
-                 ["--no-deps", "git+https://github.com/multimodal-from-scratch/course"]):
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args],
-                             capture_output=True, text=True)
-        if pip.returncode != 0:
-            raise UsageError("Could not install the course package: check that this runtime is "
-                             "connected to the internet and runs Python 3 (Runtime → Change "
-                             "runtime type), then run this cell again.\n\n" + pip.stderr)
+                         "`pip install -e \".[lab]\"` in the course folder.")
+    print("Installing the course package (under a minute)…")  # pip leaves Colab's torch alone
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "course_utils @ "
+                          "git+https://github.com/multimodal-from-scratch/course"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise UsageError("Could not install the course package: check that this runtime is "
+                         "connected to the internet, then run this cell again.\n\n" + pip.stderr)
     importlib.invalidate_caches()
 
 import math
@@ -862,9 +856,9 @@ print(vit(batch).shape, f"{sum(p.numel() for p in vit.parameters()):,} parameter
 
 # %% nbgrader={"grade": true, "grade_id": "test_VisionTransformer", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Checks VisionTransformer against a reference ViT of torch layers with the same weights.
-checks.vit_architecture(VisionTransformer)
+checks.VisionTransformer(VisionTransformer)
 ### BEGIN HIDDEN TESTS
-checks.vit_architecture(VisionTransformer, seed=2026, hidden=True)
+checks.VisionTransformer(VisionTransformer, seed=2026, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -973,9 +967,9 @@ if len(wrong):
 
 # %% nbgrader={"grade": true, "grade_id": "test_vit_accuracy", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Checks the trained ViT's accuracy on held-out Shapes images the check makes itself (≥ 95 %).
-checks.VisionTransformer(model)
+checks.vit_quality(model)
 ### BEGIN HIDDEN TESTS
-checks.VisionTransformer(model, seed=2026, hidden=True)
+checks.vit_quality(model, seed=2026, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]

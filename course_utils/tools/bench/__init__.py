@@ -1,6 +1,6 @@
 """``python -m course_utils bench``: what the course costs to run, and whether its models learn.
 
-Measured, not hoped (COURSE_SPEC §7). The command
+Measured, not hoped (the budgets: ``budgets.BUDGETS``). The command
 
 1. runs every solution notebook (or the ones named) top to bottom in a fresh kernel, one at a
    time, on the device asked for (``notebooks``), and records its wall time, the kernel

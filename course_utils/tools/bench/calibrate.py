@@ -8,7 +8,7 @@ thread count the notebooks use, several times before the notebooks and again aft
 median is the machine's unit of time: a notebook's time divided by it hardly changes from a
 fast host to a slow one, and grows only when the course itself gets slower.
 
-The budgets (``budgets.CALIBRATED``) are COURSE_SPEC §7's seconds divided by the calibration
+The budgets (``budgets.CALIBRATED``) are the budgets' seconds divided by the calibration
 of the reference machine (``budgets.REFERENCE``), measured idle on the machine the README's
 table names. The workload itself is ``course_utils.speed.workload``: training cells time it too,
 to say how long a student's model should take on their machine.

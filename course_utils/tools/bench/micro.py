@@ -1,9 +1,9 @@
 """Micro-benchmarks: the solutions' from-scratch functions against torch's, side by side.
 
 - notebook 01's vectorised (im2col) ``conv2d`` vs ``F.conv2d``, forward, on the first layer
-  of the notebook's SmallCNN (COURSE_SPEC §7: at most 5× slower on the CPU);
+  of the notebook's SmallCNN (budget: at most 5× slower on the CPU);
 - notebook 02's ``scaled_dot_product_attention`` vs ``F.scaled_dot_product_attention`` (torch's
-  fused kernel), forward and forward + backward, on the notebook's ViT (issue 4: within 3×).
+  fused kernel), forward and forward + backward, on the notebook's ViT (budget: within 3×).
 
 The two sides of a comparison are called alternately, after a warm-up, and the medians are
 compared: other load on the machine then slows both alike. Each side is first checked to

@@ -14,6 +14,7 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 from course_utils.device import DEVICE_VARIABLE
 from course_utils.metrics import BENCH_VARIABLE, METRIC_MIMETYPE
 from course_utils.tools.bench.results import Metric, NotebookRun
+from course_utils.tools.notebook_run import execute_cells, notebook_client
 from course_utils.tools.paths import nbgrader_env
 
 #: The last cell, run in the kernel once the notebook's cells are done (or one failed).
@@ -46,9 +47,7 @@ def run_notebook(path: Path, device: str, cell_timeout: float = CELL_TIMEOUT_S) 
     the kernel is measured all the same, if it is still alive."""
     notebook = nbformat.read(path, as_version=4)
     run = NotebookRun(name=path.stem)
-    client = NotebookClient(notebook, timeout=cell_timeout, interrupt_on_timeout=True,
-                            kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = notebook_client(notebook, folder=path.parent, cell_timeout=cell_timeout)
     with tempfile.TemporaryFile() as kernel_log:  # the kernel's own stderr (not the cells')
         start = time.perf_counter()
         try:
@@ -67,18 +66,6 @@ def run_notebook(path: Path, device: str, cell_timeout: float = CELL_TIMEOUT_S) 
                              f"{kernel_log_tail(kernel_log)}")
     run.metrics = collected_metrics(notebook)
     return run
-
-
-def execute_cells(client: NotebookClient,
-                  notebook: nbformat.NotebookNode) -> tuple[int, Exception] | None:
-    """Run the cells in order, stopping at the first that fails: its index and the error
-    (CellExecutionError, CellTimeoutError, DeadKernelError, ...), or None if all ran."""
-    for index, cell in enumerate(notebook.cells):
-        try:
-            client.execute_cell(cell, index)
-        except Exception as error:
-            return index, error
-    return None
 
 
 def describe_failure(notebook: nbformat.NotebookNode, index: int, error: Exception,

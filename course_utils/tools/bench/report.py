@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from course_utils.metrics import format_metric
-from course_utils.tools.bench.budgets import BUDGETS, REFERENCE, THRESHOLDS, speed
+from course_utils.tools.bench.budgets import BUDGETS, REFERENCE, speed, thresholds
 from course_utils.tools.bench.results import Report
 
 
@@ -59,7 +59,7 @@ def markdown(report: Report, problems: list[str]) -> str:
     if problems:
         parts.append("**Problems:**\n\n" + "\n".join(f"- {p}" for p in problems))
     else:
-        parts.append("**No problems:** everything ran, within COURSE_SPEC §7's budgets "
+        parts.append("**No problems:** everything ran, within the course's budgets "
                      "and thresholds.")
     return "\n\n".join(part for part in parts if part) + "\n"
 
@@ -76,7 +76,7 @@ def header(report: Report) -> str:
         f"{m['date']}",
     ]
     if m["device"] == "cpu" and m["cpus"] != 2:
-        lines.append(f"\nCOURSE_SPEC §7's CPU budgets are for 2 cores; this run had {m['cpus']}.")
+        lines.append(f"\nThe CPU budgets are for 2 cores; this run had {m['cpus']}.")
     calibration = report.calibration
     if calibration is not None:
         factor = speed(calibration)
@@ -129,9 +129,9 @@ def figure_table(report: Report) -> str:
     """| notebook | learning figure | value | threshold |, every figure in the order reported."""
     rows = [["notebook", "learning figure", "value", "threshold"]]
     for run in report.notebooks:
-        thresholds = THRESHOLDS.get(run.name, {})
+        minimums = thresholds(run.name)
         for metric in run.metrics:
-            least = thresholds.get(metric.name)
+            least = minimums.get(metric.name)
             shown = ("reported" if least == 0 else
                      "" if least is None else f"≥ {format_metric(least, metric.unit)}")
             rows.append([run.name, metric.name, format_metric(metric.value, metric.unit), shown])

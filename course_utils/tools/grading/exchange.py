@@ -135,7 +135,7 @@ def _refuse(value: Any, strict: bool, what: str) -> Any:
         raise TypeError(f"cannot send {what} across the sandbox")
     try:
         text = repr(value)
-    except BaseException:  # noqa: BLE001 (the student's __repr__ may raise anything)
+    except BaseException:
         text = ""
     return {"$": "opaque", "type": type(value).__name__, "text": text[:200]}
 

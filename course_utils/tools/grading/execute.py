@@ -23,24 +23,19 @@ import contextlib
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nbformat
 import zmq
 import zmq.asyncio
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.connect import channel_socket_types
-from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
+from course_utils.tools.grading.jail import Jail, Watchdog
+from course_utils.tools.grading.kernel import kernel_manager
 from course_utils.tools.grading.safefile import read_regular
-from course_utils.tools.grading.sandbox import Jail, Watchdog
+from course_utils.tools.notebook_run import notebook_client
 
-#: Largest single message the kernel may send (the socket drops bigger ones).
-MAX_MESSAGE = 64 << 20
 #: Output kept per cell; the rest is dropped with a note.
 CELL_OUTPUT = 2 << 20
 #: Seconds an interrupted cell has to stop before the kernel is killed.
@@ -48,47 +43,6 @@ GRACE = 5.0
 #: What Python, NumPy and torch say when an allocation fails (also inside a CheckFailure).
 OUT_OF_MEMORY = re.compile(r"MemoryError|Unable to allocate|not enough memory|"
                            r"can't allocate memory|out of memory", re.IGNORECASE)
-
-
-class LimitedKernelClient(AsyncKernelClient):
-    """A kernel client whose sockets refuse messages larger than ``MAX_MESSAGE``."""
-
-    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
-        url = self._make_url(channel)
-        sock = self.context.socket(channel_socket_types[channel])
-        sock.linger = 1000
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-        if identity:
-            sock.identity = identity
-        sock.connect(url)
-        return sock
-
-
-class JailedKernelManager(AsyncKernelManager):
-    """Starts the kernel inside a jail (see ``sandbox.Jail.command``)."""
-
-    jail: Jail
-    cpu_time: float | None = None
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        command = super().format_kernel_cmd(extra_arguments)
-        self.jail.chown(Path(self.connection_file))
-        return self.jail.command(command, cpu_time=self.cpu_time)
-
-
-def kernel_manager(jail: Jail, cpu_time: float | None) -> JailedKernelManager:
-    manager = JailedKernelManager(kernel_name="python3")
-    manager.jail, manager.cpu_time = jail, cpu_time
-    manager._kernel_spec = KernelSpec(
-        argv=[jail.sandbox.python, "-s", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        display_name="Python 3 (graded)", language="python", interrupt_mode="message",
-        env={}, metadata={})
-    manager.client_class = "course_utils.tools.grading.execute.LimitedKernelClient"
-    manager.transport = "ipc"
-    manager.cache_ports = False
-    manager.connection_file = str(jail.run / "kernel.json")
-    manager.ip = str(jail.run / "kernel")
-    return manager
 
 
 def _size(value: Any, budget: int = 1 << 30) -> int:
@@ -111,8 +65,8 @@ def _size(value: Any, budget: int = 1 << 30) -> int:
 class JailedClient(NotebookClient):
     """nbclient with output limits; the kernel is killed when it floods the grader."""
 
-    def __init__(self, nb, km, jail: Jail, **kwargs):
-        super().__init__(nb, km=km, **kwargs)
+    def __init__(self, nb, *, jail: Jail, **kwargs):
+        super().__init__(nb, **kwargs)
         self.jail = jail
         self.total_output = 0
         self.cell_output: dict[int, int] = {}
@@ -193,13 +147,15 @@ async def _execute(notebook, jail: Jail, cell_timeout: float, deadline: float,
     started_at = time.monotonic()
     result = Execution(notebook)
     manager = kernel_manager(jail, cpu_time=max(1.0, deadline - started_at) + 30)
-    client = JailedClient(notebook, manager, jail, timeout=None, allow_errors=True,
-                          startup_timeout=int(startup_timeout), record_timing=False,
-                          iopub_timeout=4, raise_on_iopub_timeout=False,
-                          shutdown_kernel="immediate",
-                          extra_arguments=["--HistoryManager.hist_file=:memory:"])
-    log_path = jail.root / "kernel.log"
     jail.reset()
+    options = jail.popen_options()
+    client = notebook_client(notebook, folder=options["cwd"], cell_timeout=None,
+                             client_class=JailedClient, km=manager, jail=jail,
+                             allow_errors=True, startup_timeout=int(startup_timeout),
+                             record_timing=False, iopub_timeout=4,
+                             raise_on_iopub_timeout=False, shutdown_kernel="immediate",
+                             extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    log_path = jail.root / "kernel.log"
 
     def root_pid() -> int | None:
         provisioner = manager.provisioner
@@ -207,13 +163,12 @@ async def _execute(notebook, jail: Jail, cell_timeout: float, deadline: float,
 
     watchdog = Watchdog(jail, root_pid, deadline)
     with open(log_path, "wb") as log:
-        options = jail.popen_options()
         try:
             async with client.async_setup_kernel(cwd=options["cwd"], env=options["env"],
                                                  stdout=log, stderr=log):
                 watchdog.start()
                 await _run_cells(client, notebook, jail, result, cell_timeout, root_pid)
-        except Exception as error:  # noqa: BLE001 (the grading of the others goes on)
+        except Exception as error:
             if not result.cells:  # the kernel never started
                 result.started = False
             else:  # lost in the middle: what did not run scores 0
@@ -318,7 +273,7 @@ async def _run_each_cell(client: JailedClient, notebook, jail: Jail, result: Exe
             reason = jail.killed or "the kernel died"
             cell.outputs.append(error_output("KernelDied", f"the kernel stopped while this cell "
                                                            f"ran ({describe(reason)})"))
-        except Exception as error:  # noqa: BLE001 (a protocol error: treat as a dead kernel)
+        except Exception as error:
             dead = True
             status = "died"
             jail.kill("kernel_died", root_pid())
@@ -333,7 +288,7 @@ async def _run_each_cell(client: JailedClient, notebook, jail: Jail, result: Exe
 async def _alive(manager) -> bool:
     try:
         return bool(await manager.is_alive())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 

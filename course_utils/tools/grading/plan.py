@@ -132,17 +132,23 @@ def dotted(node: ast.AST) -> str | None:
 
 
 def resolve(target: str) -> Any:
-    """The object a dotted name refers to (``a.b.c``: module a.b, attribute c; ...)."""
+    """The object a dotted name refers to, e.g. ``course_utils.checks.diffusion.q_sample``.
+
+    Walked one name at a time: an attribute wins over a submodule of the same name (a check
+    package re-exports ``q_sample``, the check, from its file ``q_sample.py``); a submodule is
+    imported only when no attribute has that name.
+    """
     parts = target.split(".")
-    for split in range(len(parts), 0, -1):
+    value: Any = importlib.import_module(parts[0])
+    for depth, name in enumerate(parts[1:], start=2):
         try:
-            value: Any = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for name in parts[split:]:
             value = getattr(value, name)
-        return value
-    raise ImportError(f"cannot import {target}")
+        except AttributeError:
+            try:
+                value = importlib.import_module(".".join(parts[:depth]))
+            except ImportError:
+                raise ImportError(f"cannot import {target}") from None
+    return value
 
 
 def classify(value: Any) -> str | None:

@@ -7,7 +7,7 @@ outputs made inert first: :mod:`inert`), the feedback HTML, and the two reports
 batch stopped half-way keeps everything it graded (``--resume`` then grades only the rest).
 
 The submission time stored in the gradebook is the instructor's: when the notebook reached
-this machine (:func:`batch.received_time`). A student's ``timestamp.txt`` is only a claim: it
+this machine (:func:`course.received_time`). A student's ``timestamp.txt`` is only a claim: it
 is kept in the report beside that time, and flagged (``timestamp_mismatch``) when the two
 disagree by more than the tolerance.
 """
@@ -51,7 +51,7 @@ def claimed_time(folder: Path | None) -> float | None:
 
     try:
         return parse_utc(text[:100]).replace(tzinfo=datetime.timezone.utc).timestamp()
-    except Exception:  # noqa: BLE001 (whatever the student wrote there)
+    except Exception:
         return None
 
 
@@ -159,7 +159,7 @@ class Recorder:
             for grade_id, cell in result.cells.items():
                 try:
                     grade = gradebook.find_grade(grade_id, assignment, assignment, student)
-                except Exception:  # noqa: BLE001 (a cell the gradebook does not know)
+                except Exception:
                     continue
                 if cell.kind == "test" or result.status == "failed":
                     grade.auto_score = cell.score if cell.score is not None else 0.0
@@ -181,7 +181,7 @@ class Recorder:
             with contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):
                 converter.start()
-        except Exception as error:  # noqa: BLE001 (feedback must not stop the batch)
+        except Exception as error:
             self.feedback_errors.append(f"{student}: {type(error).__name__}: {error}")
 
     def converter(self):
@@ -214,7 +214,7 @@ class Recorder:
                 try:
                     grade = gradebook.find_grade(name, assignment, assignment, student)
                     row[name] = (grade.score, bool(grade.needs_manual_grade))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     row[name] = (None, False)
         self.rows.setdefault(assignment, {})[student] = row
 

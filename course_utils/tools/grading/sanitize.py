@@ -195,7 +195,7 @@ def restore(notebook: nbformat.NotebookNode, assignment: Assignment,
     rebuilt = False
     try:
         notebook = _nbgrader_sanitize(notebook, assignment, student)
-    except Exception as error:  # noqa: BLE001 (nbgrader on a mangled notebook)
+    except Exception as error:
         changes.append(f"the notebook was rebuilt from the release ({type(error).__name__}: "
                        f"{str(error)[:120]})")
         notebook = rebuild(notebook, assignment)

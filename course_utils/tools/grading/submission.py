@@ -51,8 +51,10 @@ from course_utils.tools.grading import plan as plans
 from course_utils.tools.grading import recheck as rechecks
 from course_utils.tools.grading import replay, sanitize
 from course_utils.tools.grading.execute import error_output, execute
+from course_utils.tools.grading.jail import Jail
+from course_utils.tools.grading.reference import Reference, fail
 from course_utils.tools.grading.safefile import UnsafeFile, copy_regular
-from course_utils.tools.grading.sandbox import Jail, Limits, Sandbox
+from course_utils.tools.grading.sandbox import Limits, Sandbox
 
 KILL_REASONS = ("timeout", "memory_limit", "process_limit", "output_limit", "disk_limit")
 
@@ -145,7 +147,7 @@ def assignment_state(job: Job):
         release = nbformat.read(job.release, as_version=4)
         plan = plans.build(source, job.assignment)
         folder = Path(job.workspace) / "reference" / f"{job.assignment}-{os.getpid()}"
-        reference = rechecks.Reference(plan, folder)
+        reference = Reference(plan, folder)
         _ASSIGNMENTS[key] = (plan, sanitize.Assignment(job.assignment, source, release,
                                                        job.db_url), reference)
     return _ASSIGNMENTS[key]
@@ -172,12 +174,12 @@ def grade(job: Job) -> Result:
     begin = time.monotonic()
     try:
         result = _grade(job)
-    except Exception as error:  # noqa: BLE001 (the batch must go on)
+    except Exception as error:
         try:
             plan, assignment, _ = assignment_state(job)
             result = empty_result(job, plan, assignment.source, "failed", "internal_error",
                                   f"{type(error).__name__}: {error}")
-        except Exception:  # noqa: BLE001
+        except Exception:
             result = Result(job.assignment, job.student, "failed")
             result.flag("internal_error", f"{type(error).__name__}: {error}")
         result.details.append(traceback.format_exc()[-3000:])
@@ -315,7 +317,7 @@ def _decide(result: Result, plan: plans.Plan, notebook, tests, status_of, result
                 cell.outputs.append(error_output("NotRun", f"{why.get(kernel, kernel)}: "
                                                            "this test scores 0"))
             continue
-        outcome = [results.get(c.id) or rechecks.fail(c.id, "not re-checked") for c in calls]
+        outcome = [results.get(c.id) or fail(c.id, "not re-checked") for c in calls]
         visible = all(r.passed for c, r in zip(calls, outcome, strict=True) if not c.hidden)
         hidden = all(r.passed for c, r in zip(calls, outcome, strict=True) if c.hidden)
         passed = visible and hidden
