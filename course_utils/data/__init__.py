@@ -9,6 +9,7 @@ Everything is generated on the machine from a seed, in seconds; nothing is downl
 See data/README.md for how the world is made.
 """
 
+from .caption_truth import CaptionTruth, Claim, ParsedCaption, caption_truth, parse_caption
 from .captions import (
     CAPTION_TEMPLATES,
     PROMPT_TEMPLATES,
@@ -74,6 +75,9 @@ __all__ = [
     "SIZE_RADIUS",
     "SPECIAL_TOKENS",
     "SPLITS",
+    "CaptionTruth",
+    "Claim",
+    "ParsedCaption",
     "Question",
     "Scene",
     "ShapeObject",
@@ -86,6 +90,7 @@ __all__ = [
     "build_vocabulary",
     "caption_scene",
     "caption_scenes",
+    "caption_truth",
     "caption_words",
     "class_index",
     "class_name",
@@ -96,6 +101,7 @@ __all__ = [
     "iter_scenes",
     "load_sample_photo",
     "make_question",
+    "parse_caption",
     "question_words",
     "relation_holds",
     "relation_is_clear",
