@@ -8,6 +8,7 @@ What a notebook imports (``pip install -e .`` brings what these need, and nothin
 - ``course_utils.plotting``  image grids, patch grids, heat maps, attention, loss curves
 - ``course_utils.training``  the small training loop the notebooks share (``speed``: its timing)
 - ``course_utils.device``, ``course_utils.metrics``  the device, seeding, reported figures
+- ``course_utils.online``    whether the optional pretrained sections can download
 
 What maintainers and instructors run lives apart, in ``course_utils.tools`` (release, doctor,
 check, bench, grade; its dependencies come with the ``instructor`` extra); ``python -m
@@ -26,6 +27,7 @@ _LAZY = {
     "get_device": "course_utils.device",
     "seed_everything": "course_utils.device",
     "report_metric": "course_utils.metrics",
+    "network_available": "course_utils.online",
 }
 
 
@@ -39,4 +41,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'course_utils' has no attribute {name!r}")
 
 
-__all__ = ["REPOSITORY_URL", "__version__", "get_device", "report_metric", "seed_everything"]
+__all__ = ["REPOSITORY_URL", "__version__", "get_device", "network_available", "report_metric",
+           "seed_everything"]

@@ -26,3 +26,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: every connection and DNS lookup raises OSError (the pretrained sections'
+    offline path)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("the network is switched off in this test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

@@ -44,3 +44,21 @@ def rejects(check, implementation, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
     return message
+
+
+def check_skips_offline(source: str, sentence: str, variable: str, capsys) -> None:
+    """Run an optional "pretrained" cell with the network switched off (the ``offline``
+    fixture): within 3 s it must print ``sentence`` alone, nothing on stderr, and leave
+    ``variable`` None."""
+    import time
+
+    import course_utils
+
+    namespace: dict = {"course_utils": course_utils}
+    start = time.perf_counter()
+    exec(compile(source, "<pretrained section>", "exec"), namespace)
+    assert time.perf_counter() - start < 3
+    captured = capsys.readouterr()
+    assert captured.out.strip() == sentence
+    assert captured.err == ""
+    assert namespace[variable] is None

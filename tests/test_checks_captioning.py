@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 
 import pytest
 import torch
@@ -16,12 +17,14 @@ from torch import nn
 from torch.nn import MultiheadAttention as EarlyMultiheadAttention
 from torch.nn.functional import cross_entropy as early_cross_entropy
 
+import course_utils
 import course_utils.blocks
+from course_utils import data
 from course_utils.checks import CheckFailure
 from course_utils.checks import captioning as checks
 from course_utils.checks.captioning.caption_decoder_block import CAUSAL_HINT, LEAK
 from course_utils.checks.captioning.greedy_decode import CALLS, NO_GRAD, StubCaptioner
-from tests.notebook_code import load_solution, rejects
+from tests.notebook_code import check_skips_offline, load_solution, rejects, solution_notebook
 from tests.test_forbidden_routes import arguments_for, callable_of, routes
 
 S = load_solution("07_captioning")
@@ -908,3 +911,179 @@ def test_runs_on_cuda_and_wants_cuda_outputs(name, capsys):
 def test_decoder_block_on_cuda_accepts_a_hand_mask_and_rejects_a_leak():
     checks.CaptionDecoderBlock(HandMaskBlock, hidden=True)
     rejects(checks.CaptionDecoderBlock, OneTokenAhead, CAUSAL_HINT)
+
+
+# --- the trained captioner's quality: judged by the world ---------------------------------------
+
+
+class Scripted(nn.Module):
+    """A stand-in captioner that knows a caption for each of the check's own images.
+
+    It proves the grading pipeline end to end without training: position t of a row predicts
+    token t + 1 of its image's script, ``edit(i, caption)`` giving scene i's script.
+    """
+
+    def __init__(self, seed: int, hidden: bool, edit=lambda i, caption: caption):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))  # gives the model a device
+        case = checks.caption_quality.cases(torch.Generator().manual_seed(seed), hidden)[0]
+        vocab = data.build_vocabulary()
+        self.vocab_size, self.table = len(vocab), {}
+        for i, (image, references) in enumerate(zip(case.inputs["images"],
+                                                    case.private["references"], strict=True)):
+            words = vocab.encode(edit(i, references[0]))
+            script = [vocab.start_id, *words, vocab.end_id]
+            script += [vocab.pad_id] * (40 - len(script))
+            self.table[image.numpy().tobytes()] = script
+
+    def forward(self, images, tokens):
+        scripts = torch.tensor([self.table[i.cpu().numpy().tobytes()] for i in images])
+        following = scripts[:, 1:tokens.shape[1] + 1]  # (B, T)
+        return nn.functional.one_hot(following, self.vocab_size).float().to(images.device)
+
+
+def swap_colour(caption: str) -> str:
+    words = caption.split()
+    i = next(k for k, w in enumerate(words) if w in data.COLOURS)
+    words[i] = next(c for c in data.COLOURS if c != words[i])
+    return " ".join(words)
+
+
+def drop_last_object(caption: str) -> str:
+    return caption.rsplit(" and ", 1)[0] if " and " in caption else caption
+
+
+def test_the_quality_check_passes_true_captions_and_reports_bleu(capsys):
+    checks.caption_quality(Scripted(0, False))
+    checks.caption_quality(Scripted(2026, True), seed=2026, hidden=True)
+    out = capsys.readouterr().out
+    assert "✓ captions entirely true and complete: 100.0 %" in out
+    assert "BLEU-4: 100.0 %" in out  # the caption is one of the references
+
+
+def test_the_quality_check_fails_false_captions():
+    # every fourth caption with one colour changed: 75 % true
+    with pytest.raises(CheckFailure, match=r"captions entirely true and complete: 75\.0 %, "
+                                           r"needs at least 80\.0 %"):
+        checks.caption_quality(Scripted(0, False, lambda i, c: swap_colour(c) if i % 4 == 0
+                                        else c))
+
+
+def test_the_quality_check_fails_captions_that_leave_objects_out(capsys):
+    with pytest.raises(CheckFailure, match="captions entirely true and complete: "):
+        checks.caption_quality(Scripted(0, False, lambda i, c: drop_last_object(c)))
+    out = capsys.readouterr().out
+    assert "captions entirely true: 100.0 %" in out  # true, but not complete
+
+
+def test_the_quality_check_fails_an_untrained_captioner_with_the_hint():
+    torch.manual_seed(0)
+    untrained = S["Captioner"](len(data.build_vocabulary()))
+    rejects(checks.caption_quality, untrained, "captions entirely true and complete: 0.0 %",
+            "train the captioner with the notebook's settings")
+
+
+@pytest.mark.parametrize("model, reason", [
+    (lambda images, tokens: torch.zeros(len(images), 53), "cannot be scored"),
+    (lambda images, tokens: torch.zeros(len(images), tokens.shape[1] + 1, 53),
+     "cannot be scored"),
+    (lambda images, tokens: 1 / 0, "your model raised ZeroDivisionError"),
+])
+def test_the_quality_check_fails_broken_models(model, reason):
+    with pytest.raises(CheckFailure, match=reason):
+        checks.caption_quality(model)
+
+
+def test_the_scenes_are_held_out_with_one_to_three_objects():
+    case = checks.caption_quality.cases(torch.Generator().manual_seed(0), False)[0]
+    assert case.inputs["images"].shape == (500, 3, 32, 32)
+    assert set(case.inputs) == {"images"}  # scenes and captions stay private
+    assert {len(s) for s in case.private["scenes"]} == {1, 2, 3}
+    assert all(len(set(r)) >= 2 for r in case.private["references"][:50])
+    notebook = data.ShapesCaptions("test", size=500, seed=1, num_objects=(1, 3), hold_out=False)
+    assert not torch.equal(case.inputs["images"][:10], notebook.images[:10])
+
+
+def test_decode_captions_reads_up_to_the_end_token():
+    vocab = data.build_vocabulary()
+    rows = torch.tensor([[vocab.start_id, *vocab.encode("a red circle"), vocab.end_id, 0, 0],
+                         [vocab.start_id, *vocab.encode("two blue squares a red red")]])
+    assert checks.decode_captions(rows) == ["a red circle", "two blue squares a red red"]
+
+
+# --- the optional pretrained section: skips offline, quickly -------------------------------------
+
+SKIP_SENTENCE = "No network connection here, so the optional pretrained-CoCa section is skipped."
+
+
+def _pretrained_cell() -> str:
+    cells = [cell.source for cell in solution_notebook("07_captioning").cells
+             if cell.cell_type == "code" and cell.source.startswith("# Optional: a pretrained")]
+    assert len(cells) == 1
+    return cells[0]
+
+
+def test_pretrained_section_skips_with_one_sentence_when_offline(offline, capsys):
+    check_skips_offline(_pretrained_cell(), SKIP_SENTENCE, "pretrained_coca", capsys)
+
+
+class TinyCoCa(nn.Module):
+    """Stands in for open_clip's CoCa: ``generate`` writes a fixed caption in its BPE ids."""
+
+    def __init__(self, caption: str):
+        super().__init__()
+        import open_clip
+
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.ids = open_clip.get_tokenizer("coca_ViT-B-32")([caption])[0]  # (77,)
+
+    def generate(self, pixels):
+        assert pixels.shape == (1, 3, 224, 224)
+        return self.ids[None].expand(len(pixels), -1)
+
+
+def test_pretrained_section_runs_where_the_network_is_reachable(monkeypatch, capsys):
+    """The Colab path, with the download replaced by a tiny stand-in model."""
+    import importlib.util
+
+    import open_clip
+
+    class Connection:
+        def close(self):
+            pass
+
+    find_spec = importlib.util.find_spec  # as if transformers were installed:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object()
+                        if name == "transformers" else find_spec(name, *a))
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: Connection())
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda *args, **kwargs: (
+        TinyCoCa("a woman in a uniform"), None,
+        lambda picture: torch.zeros(3, 224, 224) + torch.tensor(picture.size).sum()))
+    scenes = data.ShapesCaptions("test", size=3, seed=1, num_objects=(1, 3), hold_out=False)
+    namespace = {"course_utils": course_utils, "torch": torch, "data": data,
+                 "device": torch.device("cpu"),
+                 "caption_test": scenes, "shown": 1, "generated_texts": ["a", "b", "c"]}
+    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == ["Grace Hopper: 'a woman in a uniform'",
+                     "Shapes scene 1: 'a woman in a uniform'",
+                     "our captioner, Shapes scene 1: 'b'"]
+
+
+def test_pretrained_section_skips_without_transformers(monkeypatch, capsys):
+    """open_clip's CoCa.generate needs Hugging Face's transformers: without it, one sentence."""
+    import importlib.util
+
+    class Connection:
+        def close(self):
+            pass
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "transformers" else find_spec(name, *a))
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: Connection())
+    namespace: dict = {"course_utils": course_utils}
+    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("open_clip needs the transformers package") and "\n" not in out
+    assert namespace["pretrained_coca"] is None

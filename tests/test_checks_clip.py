@@ -22,7 +22,7 @@ from course_utils.blocks import transformer as blocks
 from course_utils.checks import CheckFailure
 from course_utils.checks import clip as checks
 from course_utils.checks.clip.recall_at_k import _check_recall_inputs
-from tests.notebook_code import load_solution, rejects, solution_notebook
+from tests.notebook_code import check_skips_offline, load_solution, rejects, solution_notebook
 
 EXERCISES = ["tokenize", "TextTransformer", "MiniCLIP", "build_zero_shot_classifier",
              "recall_at_k", "count_swap"]
@@ -538,32 +538,14 @@ def _pretrained_cell() -> str:
     return _cell("# Optional: a pretrained")
 
 
-def _offline(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
-        raise OSError("the network is switched off in this test")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+def test_pretrained_section_skips_with_one_sentence_when_offline(offline, capsys):
+    check_skips_offline(_pretrained_cell(), SKIP_SENTENCE, "pretrained", capsys)
 
 
-def test_pretrained_section_skips_with_one_sentence_when_offline(monkeypatch, capsys):
-    _offline(monkeypatch)
-    namespace: dict = {}
-    start = time.perf_counter()
-    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
-    assert time.perf_counter() - start < 3
-    captured = capsys.readouterr()
-    assert captured.out.strip() == SKIP_SENTENCE
-    assert captured.err == ""
-    assert namespace["pretrained"] is None
+def test_the_network_probe_gives_up_after_its_timeout(offline, monkeypatch):
+    from course_utils.online import network_available
 
-
-def test_the_network_probe_gives_up_after_its_timeout(monkeypatch):
-    namespace: dict = {}
-    _offline(monkeypatch)
-    exec(compile(_pretrained_cell(), "<pretrained section>", "exec"), namespace)
-    network_available = namespace["network_available"]
+    assert network_available(timeout=0.3) is False
 
     def hang(*args, **kwargs):  # a DNS lookup that answers long after the probe gave up
         time.sleep(5)

@@ -43,7 +43,7 @@ INSTALL_ADVICE = "Could not install the course package: check that this runtime 
 #: ... and when a kernel outside Colab cannot import the course.
 KERNEL_ADVICE = "This kernel cannot import course_utils: choose the course's kernel"
 #: Notebooks whose training a GPU speeds up: their set-up text says how to get one on Colab.
-GPU_NOTEBOOKS = ("04_mini_clip", "05_vilt_vqa", "06_diffusion")
+GPU_NOTEBOOKS = ("04_mini_clip", "05_vilt_vqa", "06_diffusion", "07_captioning")
 GPU_ADVICE = "Runtime → Change runtime type → T4 GPU"
 #: The stand-in imported before the kernel starts, as Colab's runtime does.
 BOOT = "import google.colab; from ipykernel.kernelapp import launch_new_instance; " \

@@ -454,6 +454,29 @@ def test_caption_checker_rejects_false_captions(scenes):
     assert caption_errors(f"a {a.name} and a {b.name}", two) == []
 
 
+def test_left_to_right_captions_are_the_same_captions_in_the_order_of_the_objects(scenes,
+                                                                                 captions):
+    ordered = data.caption_scenes(scenes, seed=0, order="left to right")
+    assert ordered != captions  # the order changed somewhere ...
+    reordered = 0
+    for scene, caption, same in zip(scenes, captions, ordered, strict=True):
+        assert caption_errors(same, scene) == [], (same, scene)
+        frame, body = split_frame(caption)  # ... and nothing else did ("is" may be "are")
+        same_frame, same_body = split_frame(same)
+        phrases, same_phrases = body.split(" and "), same_body.split(" and ")
+        assert same_frame.replace("are", "is") == frame.replace("are", "is")
+        assert sorted(same_phrases) == sorted(phrases)
+        reordered += same_phrases != phrases
+        parse = data.parse_caption(same)
+        if parse.relation is None and all(c.count == 1 for c in parse.claims):
+            xs = [next(o.x for o in scene.objects if (o.colour, o.shape) == (c.colour, c.shape)
+                       and c.size in (None, o.size)) for c in parse.claims]
+            assert xs == sorted(xs), (same, scene)
+    assert reordered > 0.1 * len(scenes)
+    with pytest.raises(ValueError, match="order must be"):
+        data.caption_scenes(scenes[:1], order="alphabetical")
+
+
 def test_captions_are_varied(scenes, captions):
     frames = Counter(split_frame(c)[0] for c in captions)
     assert len(frames) >= 8  # bare, 5 prefixes, there is/are, on a dark background

@@ -25,7 +25,8 @@ import torch
 from course_utils.checks.core import Check, QualityCheck
 from course_utils.checks.forbid import ForbiddenFunctionError, resolve
 
-MODULES = ["welcome", "convolution", "vit", "contrastive", "clip", "vilt", "diffusion"]
+MODULES = ["welcome", "convolution", "vit", "contrastive", "clip", "vilt", "diffusion",
+           "captioning"]
 
 
 def forbidden_checks():
@@ -54,6 +55,7 @@ TENSOR_ARGUMENTS = [
     lambda: (_t(1, 4, 9), (4, 4), (2, 2), (1, 1), (0, 0), (2, 2)),
     lambda: (_t(1, 1, 4, 4), (2, 2), (1, 1), (0, 0), (2, 2)),
     lambda: (_t(2, 3), _t(2, 3)),
+    lambda: (_t(2, 3), torch.tensor([0, 2])),  # nll_loss(log-probabilities, class indices)
     lambda: (_t(2, 3),),
     lambda: (_t(2, 3), _t(2, 3), _t(2, 3)),
     lambda: (_t(1, 2, 3, 4), _t(1, 2, 3, 4), _t(1, 2, 3, 4)),

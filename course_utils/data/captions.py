@@ -71,29 +71,40 @@ def _maybe_size(rng: np.random.Generator, size: str) -> str | None:
     return size if rng.random() < P_SIZE else None
 
 
-def _list_phrases(scene: Scene, rng: np.random.Generator) -> list[tuple[int, str]]:
+def _list_phrases(scene: Scene, rng: np.random.Generator, order: str = "random"
+                  ) -> list[tuple[int, str]]:
     """(count, phrase) for groups of objects that together mention every object once.
 
     Objects are grouped by colour and shape; a group whose objects all have the same
     size becomes one phrase (its size named with probability P_SIZE); a group of mixed
     sizes becomes either one phrase without the size or one phrase per size, with it.
+    The phrases come in a random order, or (order "left to right") by the leftmost of
+    their objects; the random stream is the same either way.
     """
     groups: dict[tuple[str, str], list[ShapeObject]] = {}
     for obj in scene.objects:
         groups.setdefault((obj.colour, obj.shape), []).append(obj)
-    phrases = []
+    phrases, lefts = [], []  # lefts: the x of each phrase's leftmost object
     for (colour, shape), objs in groups.items():
         sizes = sorted({o.size for o in objs}, key=SIZES.index)
         if len(sizes) == 1:
             size = _maybe_size(rng, sizes[0])
             phrases.append((len(objs), _phrase(len(objs), colour, shape, size)))
+            lefts.append(min(o.x for o in objs))
         elif rng.random() < 0.5:
             phrases.append((len(objs), _phrase(len(objs), colour, shape, None)))
+            lefts.append(min(o.x for o in objs))
         else:
             for size in sizes:
                 count = sum(o.size == size for o in objs)
                 phrases.append((count, _phrase(count, colour, shape, size)))
-    return [phrases[i] for i in rng.permutation(len(phrases))]
+                lefts.append(min(o.x for o in objs if o.size == size))
+    permutation = rng.permutation(len(phrases))
+    if order == "left to right":
+        permutation = sorted(range(len(phrases)), key=lefts.__getitem__)
+    elif order != "random":
+        raise ValueError(f"order must be 'random' or 'left to right', got {order!r}")
+    return [phrases[i] for i in permutation]
 
 
 def _relation_description(scene: Scene, rng: np.random.Generator) -> str | None:
@@ -116,12 +127,15 @@ def _relation_description(scene: Scene, rng: np.random.Generator) -> str | None:
     return f"{first} {relation} {second}"
 
 
-def caption_scene(scene: Scene, rng: np.random.Generator) -> str:
+def caption_scene(scene: Scene, rng: np.random.Generator, order: str = "random") -> str:
     """One random true caption of a scene.
 
     Args:
         scene: a Scene of 1-4 objects.
         rng: numpy Generator; the same generator state gives the same caption.
+        order: the order of the phrases of a list caption: "random", or "left to right"
+            (by each phrase's leftmost object); the template, sizes and relations are drawn
+            the same either way.
     Returns:
         e.g. "a photo of a small red circle", "two red circles and a blue square",
         "there is a green triangle left of a large yellow square".
@@ -133,16 +147,18 @@ def caption_scene(scene: Scene, rng: np.random.Generator) -> str:
     if objects is not None:
         be = "is"
     else:
-        phrases = _list_phrases(scene, rng)
+        phrases = _list_phrases(scene, rng, order)
         objects = " and ".join(p for _, p in phrases)
         be = "is" if phrases[0][0] == 1 else "are"
     return template.format(objects=objects, be=be)
 
 
-def caption_scenes(scenes: Sequence[Scene], seed: int | Sequence[int] = 0) -> list[str]:
-    """One caption per scene, drawn in order from np.random.default_rng(seed)."""
+def caption_scenes(scenes: Sequence[Scene], seed: int | Sequence[int] = 0,
+                   order: str = "random") -> list[str]:
+    """One caption per scene, drawn in order from np.random.default_rng(seed); ``order`` as
+    in caption_scene."""
     rng = np.random.default_rng(seed)
-    return [caption_scene(scene, rng) for scene in scenes]
+    return [caption_scene(scene, rng, order) for scene in scenes]
 
 
 def template_words(templates: Sequence[str]) -> set[str]:

@@ -35,5 +35,7 @@ def load_solution(root: Path, name: str) -> dict:
     ``load_solution(root, "01_convolution_pooling")["conv2d"]``). The set-up cell prints."""
     namespace: dict = {"__name__": f"solution_{name}"}
     for index, source in enumerate(exercise_cells(solution_notebook(root, name))):
-        exec(compile(source, f"<{name} cell {index}>", "exec"), namespace)
+        # dont_inherit: a cell is compiled as the kernel would, without this module's
+        # `from __future__ import annotations` (a dataclass would then look for its module)
+        exec(compile(source, f"<{name} cell {index}>", "exec", dont_inherit=True), namespace)
     return namespace

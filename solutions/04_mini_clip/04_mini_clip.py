@@ -1505,30 +1505,8 @@ plt.show()
 
 # %%
 # Optional: a pretrained CLIP from open_clip (only where the network is reachable).
-import socket
-import threading
-
-
-def network_available(host: str = "huggingface.co", port: int = 443,
-                      timeout: float = 2.0) -> bool:
-    """True if a TCP connection to host:port opens within `timeout` seconds, DNS included."""
-    reachable: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            reachable.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)  # a slow DNS lookup cannot hold the notebook longer than this
-    return bool(reachable)
-
-
 pretrained = None
-if not network_available():
+if not course_utils.network_available():  # at most 2 s
     print("No network connection here, so the optional pretrained-CLIP section is skipped.")
 else:
     try:

@@ -16,7 +16,9 @@ The exercises, in notebook order, one file each:
   (Vinyals et al. 2015, *Show and Tell*, greedy decoding of an image-conditioned language
   model);
 - ``coca_loss`` (``coca_loss.py``): against ``open_clip.loss.CoCaLoss`` (Yu et al. 2022,
-  *CoCa*), refused with ``ClipLoss`` while the student's code runs.
+  *CoCa*), refused with ``ClipLoss`` while the student's code runs;
+- ``caption_quality`` (``quality.py``): the trained captioner's greedy captions of held-out
+  scenes, judged true and complete by the world (``data.caption_truth``), BLEU-4 reported.
 
 The conventions (the notebook states them):
 
@@ -43,6 +45,7 @@ from course_utils.checks.captioning.caption_loss import caption_loss
 from course_utils.checks.captioning.coca_loss import coca_loss
 from course_utils.checks.captioning.cross_attention import CrossAttention
 from course_utils.checks.captioning.greedy_decode import StubCaptioner, greedy_decode
+from course_utils.checks.captioning.quality import caption_quality, decode_captions
 from course_utils.checks.captioning.teacher_forcing import teacher_forcing
 from course_utils.checks.runners import WrongParameters
 
@@ -50,6 +53,9 @@ __all__ = [
     # the checks, in notebook order
     "teacher_forcing", "CrossAttention", "CaptionDecoderBlock", "caption_loss",
     "greedy_decode", "coca_loss",
+    # the trained captioner
+    "caption_quality",
     # helpers
+    "decode_captions",
     "StubCaptioner", "WrongParameters",
 ]
