@@ -223,7 +223,7 @@ def show_four_tasks(scene_image, caption: str, question: str, answer: str,
     wide = len(other_images) + 1
     tasks = [("Retrieval · notebook 04", f"query: “{caption}”", "→ finds its picture"),
              ("Question answering · notebook 05", f"“{question}”", f"→ “{answer}”"),
-             ("Captioning · notebook 07 (planned)", "picture →", f"“{caption}”"),
+             ("Captioning · notebook 07", "picture →", f"“{caption}”"),
              ("Generation · notebook 06", f"“{caption}”", "→ a new picture")]
 
     def text(ax, title, above, below):

@@ -106,7 +106,7 @@ class TestAnatomy:
                     "cell just above the answer cell, which release empties"
 
     def test_experiments_predict_run_explain(self, name):
-        """Every lesson 01–06 has an experiment: a prediction cell the student fills
+        """Every lesson 01–07 has an experiment: a prediction cell the student fills
         in, an unlocked cell with a knob, then a graded explanation (or an autograded check)."""
         if name == "00_welcome":
             pytest.skip("00 has no experiment: it sets up the tools")
@@ -186,7 +186,7 @@ class TestAnatomy:
         assert found == [], "pass these as arguments (or a config): " + "; ".join(found)
 
     def test_written_work_is_about_a_quarter_of_the_points(self, name):
-        """Two questions answered in words in each lesson 01–06, worth about a quarter
+        """Two questions answered in words in each lesson 01–07, worth about a quarter
         of the notebook's points."""
         if name == "00_welcome":
             pytest.skip("00 has one written question")

@@ -53,7 +53,7 @@
 # - **retrieval**: find the picture that matches a caption, and the reverse (a mini CLIP,
 #   notebook 04);
 # - **visual question answering**: answer a question about a picture (a ViLT, notebook 05);
-# - **captioning**: describe a picture in words (text generation; notebook 07, planned);
+# - **captioning**: describe a picture in words (a captioner that generates text, notebook 07);
 # - **generation**: draw a picture from a caption (a diffusion model, notebook 06).
 #
 # Notebooks 01–03 build what all four need: encoders that turn an image into vectors (a CNN,
