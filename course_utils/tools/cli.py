@@ -80,8 +80,14 @@ def parser() -> argparse.ArgumentParser:
                             "re-check (default: 3600)")
     grade.add_argument("--memory", type=float, default=6.0, metavar="GB",
                        help="memory per submission (default: 6)")
-    grade.add_argument("--device", choices=["auto", "cpu"], default="auto",
-                       help="cpu: hide the GPUs, for scores that match a CPU-only machine")
+    grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="cpu: hide the GPUs, for scores that match a CPU-only machine; "
+                            "cuda: grade on a GPU (with --scheduler: on the workers that "
+                            "declare a GPU resource)")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on a Dask cluster: the scheduler's address "
+                            "(tcp://HOST:8786), or auto for a local cluster of --jobs workers "
+                            "(needs the cluster extra; see docs/instructors.md)")
     grade.add_argument("--unsafe", action="store_true",
                        help="grade without a sandbox when none is available (NOT recommended)")
     grade.add_argument("--no-feedback", action="store_true", help="write no feedback HTML")
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             unsafe=args.unsafe, feedback=not args.no_feedback,
             preflight=not args.no_preflight, progress=not args.no_progress,
             resume=args.resume, grading_timeout=args.grading_timeout,
-            timestamp_tolerance=args.timestamp_tolerance))
+            timestamp_tolerance=args.timestamp_tolerance, scheduler=args.scheduler))
 
     from course_utils.tools import paths, release
 

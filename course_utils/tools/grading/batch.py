@@ -32,13 +32,13 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from course_utils.tools.grading import cluster as clusters
 from course_utils.tools.grading import plan as plans
 from course_utils.tools.grading import submission as submissions
 from course_utils.tools.grading.course import (
@@ -49,6 +49,7 @@ from course_utils.tools.grading.course import (
     preflight_notebook,
     prepare_assignment,
 )
+from course_utils.tools.grading.jail import make_workspace
 from course_utils.tools.grading.pool import run_jobs
 from course_utils.tools.grading.record import Recorder, notebook_digest
 from course_utils.tools.grading.sandbox import GiB, Limits, Sandbox, SandboxUnavailable
@@ -77,6 +78,7 @@ class Options:
     resume: bool = False
     grading_timeout: float | None = None  # default: 2 × timeout + 600 s
     timestamp_tolerance: float = 600.0
+    scheduler: str | None = None  # a Dask scheduler's address, or "auto" (cluster.py)
 
 
 def default_jobs(memory: int) -> int:
@@ -109,16 +111,19 @@ def main(options: Options) -> int:
         print(f"unknown assignment(s): {', '.join(unknown)} (the course has: "
               f"{', '.join(known)})", file=out)
         return 2
-    gpu = options.device != "cpu" and _has_cuda()
+    if options.scheduler:  # the workers have the GPUs (and the sandboxes) that count
+        gpu = options.device == "cuda"
+    else:
+        gpu = options.device == "cuda" or (options.device == "auto" and _has_cuda())
     memory = int(options.memory_gb * GiB)
     try:
         private = [course / "solutions", course / "nbgrader_config.py", course / "gradebook.db"]
-        sandbox = Sandbox.detect(unsafe=options.unsafe, gpu=gpu, forbidden=private,
-                                 private=[course])
+        sandbox = Sandbox.detect(unsafe=options.unsafe or bool(options.scheduler), gpu=gpu,
+                                 forbidden=private, private=[course])
     except SandboxUnavailable as error:
         print(error, file=out)
         return 2
-    if not sandbox.safe:
+    if not sandbox.safe and not options.scheduler:
         print("WARNING: grading WITHOUT a sandbox (--unsafe): every submission runs with your "
               "privileges and can read or change anything you can.", file=out)
     try:
@@ -139,15 +144,23 @@ def main(options: Options) -> int:
     output = Path(options.output).resolve() if options.output else course / "grades"
     recorder = Recorder(course, output, options.feedback, options.timestamp_tolerance)
     status = 0
-    workspace = Path(tempfile.mkdtemp(prefix="grade-"))
+    workspace = make_workspace("grade-")
+    client = None
     try:
-        (workspace / "jails").mkdir()
+        if options.scheduler:
+            client = clusters.connect(options.scheduler, jobs, gpu)
         for assignment in sorted({e.assignment for e in entries}):
             todo = [e for e in entries if e.assignment == assignment]
             code = grade_assignment(course, assignment, todo, workspace, settings, jobs,
-                                    recorder, options, out)
+                                    recorder, options, out, client)
             status = max(status, code)
+    except clusters.ClusterError as error:
+        print(f"\nstopped: {error}", file=out)
+        return 2
     finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                clusters.close(client)
         shutil.rmtree(workspace, ignore_errors=True)
     return status
 
@@ -163,7 +176,7 @@ def _has_cuda() -> bool:
 
 def grade_assignment(course: Path, assignment: str, entries: list[Entry], workspace: Path,
                      settings: submissions.Settings, workers: int, recorder: Recorder,
-                     options: Options, out) -> int:
+                     options: Options, out, client=None) -> int:
     source = course / "solutions" / assignment / f"{assignment}.ipynb"
     plan = plans.build(source, assignment)
     if plan.problems:
@@ -230,7 +243,19 @@ def grade_assignment(course: Path, assignment: str, entries: list[Entry], worksp
         progress.set_postfix_str(f"flagged {counts['flagged']}, failed {counts['failed']}")
 
     budget = options.grading_timeout or 2 * settings.timeout + 600
-    if not run_jobs(jobs, workers, settings.gpu, on_result, budget=lambda job: budget):
+    if client is not None:
+        try:
+            completed = clusters.run_jobs_on_cluster(jobs, client, course, settings.gpu,
+                                                     on_result, budget=lambda job: budget,
+                                                     out=out)
+        except clusters.ClusterError:
+            progress.close()
+            with contextlib.suppress(Exception):
+                recorder.write_reports(assignment, final=False)
+            raise
+    else:
+        completed = run_jobs(jobs, workers, settings.gpu, on_result, budget=lambda job: budget)
+    if not completed:
         progress.close()
         failed = state["failed"]
         print(f"\n{assignment}: NOT GRADED. The instructor's own solution does not get full "

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +31,23 @@ from course_utils.tools.grading.sandbox import (
     Limits,
     Sandbox,
 )
+
+#: A Unix socket's path holds at most 107 bytes (``sun_path``); a graded kernel's sockets lie
+#: at WORKSPACE/jails/jail-XXXXXXXX/kernel/run/kernel-N, 40 bytes below the workspace.
+SOCKET_PATH_MAX = 107
+BELOW_WORKSPACE = 48
+
+
+def make_workspace(prefix: str) -> Path:
+    """A fresh, private folder for a grading run with its ``jails`` folder: in the temporary
+    folder (``$TMPDIR``) when the kernels' socket paths fit below it, else in /tmp (a cluster
+    worker's temporary folder can be deep: /scratch/slurm-1234567/dask-scratch-space/...)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if len(str(folder)) + BELOW_WORKSPACE > SOCKET_PATH_MAX:
+        folder.rmdir()
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    (folder / "jails").mkdir()
+    return folder
 
 
 @dataclass

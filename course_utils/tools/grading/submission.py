@@ -124,33 +124,38 @@ class Result:
 
 # --- per-worker state ---------------------------------------------------------------------------
 
-_SANDBOX: Sandbox | None = None
-_ASSIGNMENTS: dict[str, tuple] = {}
+# What a grading process keeps between the jobs of a run, each with the key it was made for:
+# a process that outlives a run (a cluster worker's) must not grade the next run's jobs
+# with another run's settings (--unsafe), gradebook or workspace.
+_SANDBOX: tuple[tuple, Sandbox] | None = None
+_ASSIGNMENTS: dict[str, tuple[tuple, tuple]] = {}
 
 
 def sandbox(settings: Settings) -> Sandbox:
     global _SANDBOX
-    if _SANDBOX is None:
+    key = (settings.unsafe, settings.gpu, settings.threads, settings.course)
+    if _SANDBOX is None or _SANDBOX[0] != key:
         from course_utils.tools.grading.sandbox import find_bwrap
 
         bwrap = None if settings.unsafe else find_bwrap()
-        _SANDBOX = Sandbox(bwrap, gpu=settings.gpu, threads=settings.threads,
-                           private=[Path(settings.course)] if settings.course else [])
-    return _SANDBOX
+        _SANDBOX = key, Sandbox(bwrap, gpu=settings.gpu, threads=settings.threads,
+                                private=[Path(settings.course)] if settings.course else [])
+    return _SANDBOX[1]
 
 
 def assignment_state(job: Job):
-    """The plan, the sanitizer's view and the reference of ``job``'s assignment (cached)."""
-    key = job.assignment
-    if key not in _ASSIGNMENTS:
+    """The plan, the sanitizer's view and the reference of ``job``'s assignment (cached for
+    the jobs of the same run: same source, release, gradebook and workspace)."""
+    key = (job.source, job.release, job.db_url, job.workspace)
+    if job.assignment not in _ASSIGNMENTS or _ASSIGNMENTS[job.assignment][0] != key:
         source = nbformat.read(job.source, as_version=4)
         release = nbformat.read(job.release, as_version=4)
         plan = plans.build(source, job.assignment)
         folder = Path(job.workspace) / "reference" / f"{job.assignment}-{os.getpid()}"
         reference = Reference(plan, folder)
-        _ASSIGNMENTS[key] = (plan, sanitize.Assignment(job.assignment, source, release,
-                                                       job.db_url), reference)
-    return _ASSIGNMENTS[key]
+        _ASSIGNMENTS[job.assignment] = key, (plan, sanitize.Assignment(
+            job.assignment, source, release, job.db_url), reference)
+    return _ASSIGNMENTS[job.assignment][1]
 
 
 def empty_result(job: Job, plan: plans.Plan, source: nbformat.NotebookNode, status: str,
