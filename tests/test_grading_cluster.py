@@ -30,11 +30,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.tools.grading import cluster
+from course_utils.tools.grading import batch, cluster
 from course_utils.tools.grading import submission as submissions
 from course_utils.tools.grading.jail import make_workspace
 from course_utils.tools.grading.nbgrader import make_course
-from course_utils.tools.grading.sandbox import find_bwrap
+from course_utils.tools.grading.sandbox import Sandbox, find_bwrap
 from tests.notebook_code import ROOT
 
 NAMES = ("00_welcome", "03_similarity_contrastive")
@@ -91,6 +91,16 @@ def test_a_parcel_holds_no_path_outside_its_folder(tmp_path):
     cluster._unpack_folder(files, tmp_path / "unpacked")
     assert (tmp_path / "unpacked" / "solutions" / "a" / "a.py").read_text() == "answer = 42\n"
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_coordinator_without_a_sandbox_never_makes_the_workers_grade_unsafely():
+    """The coordinator may lack bubblewrap (Sandbox.detect then gives it none); only
+    --unsafe may let the cluster's workers grade without theirs."""
+    none_here = Sandbox(None)
+    assert not batch.grades_unsafely(batch.Options("s", scheduler="tcp://h:1"), none_here)
+    assert batch.grades_unsafely(batch.Options("s", scheduler="tcp://h:1", unsafe=True),
+                                 none_here)
+    assert batch.grades_unsafely(batch.Options("s", unsafe=True), none_here)  # locally
 
 
 def test_a_result_comes_back_as_data_and_is_rebuilt_the_same():

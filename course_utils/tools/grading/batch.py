@@ -81,6 +81,13 @@ class Options:
     scheduler: str | None = None  # a Dask scheduler's address, or "auto" (cluster.py)
 
 
+def grades_unsafely(options: Options, sandbox: Sandbox) -> bool:
+    """Whether submissions run without a sandbox. Here: when this machine has none (which
+    ``Sandbox.detect`` allows only with --unsafe). On a cluster: only with --unsafe, since
+    the workers' sandboxes count, never this machine's lack of one."""
+    return options.unsafe if options.scheduler else not sandbox.safe
+
+
 def default_jobs(memory: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
@@ -123,7 +130,8 @@ def main(options: Options) -> int:
     except SandboxUnavailable as error:
         print(error, file=out)
         return 2
-    if not sandbox.safe and not options.scheduler:
+    unsafe = grades_unsafely(options, sandbox)
+    if unsafe:
         print("WARNING: grading WITHOUT a sandbox (--unsafe): every submission runs with your "
               "privileges and can read or change anything you can.", file=out)
     try:
@@ -140,7 +148,7 @@ def main(options: Options) -> int:
     settings = submissions.Settings(
         course=str(course), cell_timeout=options.cell_timeout or config_cell_timeout(course),
         timeout=options.timeout or 3600.0,
-        limits=asdict(Limits(memory=memory)), threads=1, gpu=gpu, unsafe=not sandbox.safe)
+        limits=asdict(Limits(memory=memory)), threads=1, gpu=gpu, unsafe=unsafe)
     output = Path(options.output).resolve() if options.output else course / "grades"
     recorder = Recorder(course, output, options.feedback, options.timestamp_tolerance)
     status = 0
